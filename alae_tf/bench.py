@@ -1,0 +1,110 @@
+"""python -m alae_tf.bench --config=mnist32|celeba64|ffhq256|ffhq1024 --iters=N
+
+Images per second of full three-step ALAE iterations on random data at the top LOD, and the
+time of each step alone. Prints one JSON object.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import time
+
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("config", "mnist32", ["mnist32", "celeba64", "ffhq256", "ffhq1024"], "Architecture.")
+flags.DEFINE_integer("iters", 20, "Timed iterations.")
+flags.DEFINE_integer("warmup", 3, "Untimed iterations first (tracing, autotuning).")
+flags.DEFINE_integer("batch", 0, "Global batch; 0: the config's.")
+flags.DEFINE_boolean("jit", False, "XLA-compile the gradient computations.")
+flags.DEFINE_boolean("mixed_precision", False, "mixed_float16 (GPU).")
+flags.DEFINE_boolean("split", True, "Also time the D, G and latent AE steps alone.")
+
+# Architectures of the speed goal: the release's MNIST StyleALAE and a 64 px CelebA StyleALAE;
+# ffhq configs at 256 and 1024 px for GPUs.
+CONFIGS = {
+    "mnist32": dict(resolution=32, channels=1, latent_size=32, layer_count=4, start_channels=64,
+                    max_channels=256, mapping_layers=4, batch=64),
+    "celeba64": dict(resolution=64, channels=3, latent_size=256, layer_count=5, start_channels=64,
+                     max_channels=256, mapping_layers=8, batch=32),
+    "ffhq256": dict(resolution=256, channels=3, latent_size=512, layer_count=7, start_channels=64,
+                    max_channels=512, mapping_layers=8, batch=32),
+    "ffhq1024": dict(resolution=1024, channels=3, latent_size=512, layer_count=9, start_channels=16,
+                     max_channels=512, mapping_layers=8, batch=16),
+}
+
+
+def _time(fn, iters: int, warmup: int) -> float:
+    for _ in range(warmup):
+        out = fn()
+    _block(out if warmup else fn())
+    start = time.perf_counter()
+    for _ in range(iters):
+        out = fn()
+    _block(out)
+    return (time.perf_counter() - start) / iters
+
+
+def _block(out):
+    for v in (out.values() if isinstance(out, dict) else [out]):
+        float(v)
+
+
+def run_bench(name: str, iters: int, warmup: int, batch: int = 0, jit: bool = False,
+              mixed_precision: bool = False, split: bool = True) -> dict:
+    import keras
+    import tensorflow as tf
+
+    from alae_tf.models.alae import ALAE, ALAEConfig
+
+    arch = dict(CONFIGS[name])
+    global_batch = batch or arch.pop("batch")
+    arch.pop("batch", None)
+    if mixed_precision:
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+    strategy = tf.distribute.get_strategy()
+    model = ALAE(ALAEConfig(model="alae_style", jit=jit, mixed_precision=mixed_precision, **arch))
+    lod = model.config.top_lod
+    res, ch = arch["resolution"], arch["channels"]
+    reals = tf.random.uniform([global_batch, res, res, ch], -1.0, 1.0)
+    alpha = tf.constant(1.0)
+
+    def compiled(body):
+        @tf.function
+        def fn():
+            out = strategy.run(body)
+            model.after_step(global_batch)
+            return out
+        return fn
+
+    kw = dict(lod=lod, global_batch=global_batch)
+    full = compiled(lambda: model.replica_step(reals, alpha, **kw))
+    result = {"config": name, "batch": global_batch, "resolution": res, "jit": jit,
+              "mixed_precision": mixed_precision}
+    seconds = _time(full, iters, warmup)
+    result["images_per_second"] = round(global_batch / seconds, 2)
+    result["seconds_per_iteration"] = round(seconds, 4)
+    if split:
+        steps = {"d_step": lambda: model.d_step(reals, alpha, **kw),
+                 "g_step": lambda: model.g_step(alpha, **kw),
+                 "lae_step": lambda: model.lae_step(alpha, **kw)}
+        result["step_seconds"] = {k: round(_time(compiled(f), iters, warmup), 4) for k, f in steps.items()}
+    gpus = tf.config.list_physical_devices("GPU")
+    result["device"] = (tf.config.experimental.get_device_details(gpus[0]).get("device_name", "GPU")
+                        if gpus else f"CPU x{os.cpu_count()} ({platform.processor() or platform.machine()})")
+    result["tensorflow"] = tf.__version__
+    return result
+
+
+def main(argv):
+    del argv
+    result = run_bench(FLAGS.config, FLAGS.iters, FLAGS.warmup, FLAGS.batch, FLAGS.jit,
+                       FLAGS.mixed_precision, FLAGS.split)
+    json.dump(result, sys.stdout)
+    print()
+
+
+if __name__ == "__main__":
+    app.run(main)

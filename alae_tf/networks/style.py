@@ -1,0 +1,213 @@
+"""Progressive style generator G and style encoder E of StyleALAE, with fade-in between LODs.
+
+LOD ``i`` is resolution ``4 * 2 ** i``. Both networks hold the variables of every LOD from the
+start, so checkpoints and optimizers see one fixed set; ``lod`` is a Python int (one trace per
+LOD) and ``alpha`` a tensor (no retrace while it moves).
+"""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from alae_tf.layers import (
+    Bias, Blur, Downscale2D, EqualizedConv2D, EqualizedDense, FromRGB, InstanceNorm,
+    NoiseInjection, StyleMod, ToRGB, Upscale2D, lrelu,
+)
+
+
+def channels_at(lod: int, layer_count: int, start_channels: int, max_channels: int) -> int:
+    """Feature maps at LOD ``lod``: doubling from the top resolution down, capped."""
+    return min(max_channels, start_channels * 2 ** (layer_count - 1 - lod))
+
+
+def draw_noise(x, noise, index: int):
+    """A single-channel N(0, 1) map shaped like ``x``.
+
+    ``noise`` is True (stateful draw) or a stateless seed of shape [2] (reproducible: the map
+    depends only on the seed and ``index``).
+    """
+    shape = tf.concat([tf.shape(x)[:3], [1]], axis=0)
+    if isinstance(noise, bool):
+        return tf.random.normal(shape, dtype=x.dtype)
+    seed = tf.random.experimental.stateless_fold_in(noise, index)
+    return tf.cast(tf.random.stateless_normal(shape, seed), x.dtype)
+
+
+def _fold(noise, index: int):
+    return noise if isinstance(noise, bool) else tf.random.experimental.stateless_fold_in(noise, index)
+
+
+@keras.saving.register_keras_serializable(package="alae_tf")
+class GeneratorBlock(keras.layers.Layer):
+    """[learned 4x4 constant | up-conv + blur] -> noise, bias, lrelu, IN, style -> conv -> same."""
+
+    def __init__(self, filters: int, first: bool, fused: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.filters, self.first, self.fused = filters, first, fused
+        if first:
+            self.const = self.add_weight(shape=(1, 4, 4, filters), initializer="ones", name="const")
+        else:
+            self.conv0 = EqualizedConv2D(filters, 3, up=True, fused=fused, use_bias=False, name="conv0")
+            self.blur = Blur(name="blur")
+        self.conv1 = EqualizedConv2D(filters, 3, use_bias=False, name="conv1")
+        self.noise0, self.noise1 = NoiseInjection(name="noise0"), NoiseInjection(name="noise1")
+        self.bias0, self.bias1 = Bias(name="bias0"), Bias(name="bias1")
+        self.norm = InstanceNorm(name="norm")
+        self.style0, self.style1 = StyleMod(name="style0"), StyleMod(name="style1")
+
+    def _post(self, x, w, noise_layer, bias, style, noise, index):
+        if noise is not False:
+            x = noise_layer(x, noise=draw_noise(x, noise, index))
+        x = self.norm(lrelu(bias(x)))
+        return style([x, w])
+
+    def build(self, *args, **kwargs):
+        self.built = True  # sublayers build on their first call
+
+    def call(self, x, w0, w1, noise=True):
+        if self.first:
+            x = tf.tile(tf.cast(self.const, w0.dtype), [tf.shape(w0)[0], 1, 1, 1])
+        else:
+            x = self.blur(self.conv0(x))
+        x = self._post(x, w0, self.noise0, self.bias0, self.style0, noise, 0)
+        x = self.conv1(x)
+        return self._post(x, w1, self.noise1, self.bias1, self.style1, noise, 1)
+
+    def get_config(self):
+        return {**super().get_config(), "filters": self.filters, "first": self.first, "fused": self.fused}
+
+
+@keras.saving.register_keras_serializable(package="alae_tf")
+class StyleGenerator(keras.layers.Layer):
+    """G: styles (N, 2 * layer_count, latent) -> images (N, R, R, channels) at LOD ``lod``."""
+
+    def __init__(self, layer_count: int, latent_size: int, channels: int = 3, start_channels: int = 64,
+                 max_channels: int = 512, fused_from: int = 128, **kwargs):
+        super().__init__(**kwargs)
+        self.layer_count, self.latent_size, self.channels = layer_count, latent_size, channels
+        self.start_channels, self.max_channels, self.fused_from = start_channels, max_channels, fused_from
+        self.num_styles = 2 * layer_count
+        self.blocks, self.to_rgb = [], []
+        for lod in range(layer_count):
+            filters = channels_at(lod, layer_count, start_channels, max_channels)
+            self.blocks.append(GeneratorBlock(
+                filters, first=lod == 0, fused=4 * 2 ** lod >= fused_from, name=f"block{lod}"))
+            self.to_rgb.append(ToRGB(channels, name=f"to_rgb{lod}"))
+        self.upscale = Upscale2D()
+
+    @property
+    def top_lod(self) -> int:
+        return self.layer_count - 1
+
+    def build(self, *args, **kwargs):
+        self.built = True  # Networks builds every LOD by calling it once per LOD
+
+    def call(self, styles, lod: int | None = None, alpha=1.0, noise=True):
+        """``noise``: False (none), True (random) or a stateless seed of shape [2]."""
+        lod = self.top_lod if lod is None else lod
+        x = prev = None
+        for i in range(lod + 1):
+            prev = x
+            x = self.blocks[i](x, styles[:, 2 * i], styles[:, 2 * i + 1], noise=_fold(noise, i))
+        image = self.to_rgb[lod](x)
+        if lod > 0:
+            low = self.upscale(self.to_rgb[lod - 1](prev))
+            image = low + (image - low) * tf.cast(alpha, image.dtype)
+        return image
+
+    def get_config(self):
+        return {**super().get_config(), "layer_count": self.layer_count, "latent_size": self.latent_size,
+                "channels": self.channels, "start_channels": self.start_channels,
+                "max_channels": self.max_channels, "fused_from": self.fused_from}
+
+
+@keras.saving.register_keras_serializable(package="alae_tf")
+class EncoderBlock(keras.layers.Layer):
+    """conv + lrelu -> IN (stats) -> [blur + down-conv + lrelu -> IN (stats) | dense + lrelu].
+
+    Returns the features for the next block and this block's contribution to w: each recorded
+    statistic (per-channel mean and std; the dense output in the 4x4 block) through its own
+    equalized Dense to the latent size.
+    """
+
+    def __init__(self, in_filters: int, out_filters: int, latent_size: int, last: bool,
+                 fused: bool = False, **kwargs):
+        super().__init__(**kwargs)
+        self.in_filters, self.out_filters, self.latent_size = in_filters, out_filters, latent_size
+        self.last, self.fused = last, fused
+        self.conv0 = EqualizedConv2D(in_filters, 3, name="conv0")
+        self.norm = InstanceNorm(return_stats=True, name="norm")
+        self.style0 = EqualizedDense(latent_size, gain=1.0, name="style0")
+        self.style1 = EqualizedDense(latent_size, gain=1.0, name="style1")
+        if last:
+            self.dense = EqualizedDense(out_filters, activation="lrelu", name="dense")
+        else:
+            self.blur = Blur(name="blur")
+            self.conv1 = EqualizedConv2D(out_filters, 3, down=True, fused=fused, use_bias=False, name="conv1")
+            self.bias1 = Bias(name="bias1")
+
+    def build(self, *args, **kwargs):
+        self.built = True  # sublayers build on their first call
+
+    def call(self, x):
+        x, stats0 = self.norm(lrelu(self.conv0(x)))
+        if self.last:
+            x = self.dense(tf.reshape(x, [tf.shape(x)[0], 16 * self.in_filters]))
+            w1 = self.style1(x)
+        else:
+            x = lrelu(self.bias1(self.conv1(self.blur(x))))
+            x, stats1 = self.norm(x)
+            w1 = self.style1(stats1)
+        return x, self.style0(stats0) + w1
+
+    def get_config(self):
+        return {**super().get_config(), "in_filters": self.in_filters, "out_filters": self.out_filters,
+                "latent_size": self.latent_size, "last": self.last, "fused": self.fused}
+
+
+@keras.saving.register_keras_serializable(package="alae_tf")
+class StyleEncoder(keras.layers.Layer):
+    """E: images at LOD ``lod`` -> w (N, latent), the sum of every active block's styles.
+
+    During a fade-in the new block's features are blended with fromRGB of the 2x-downscaled
+    image and its style contribution is scaled by ``alpha``.
+    """
+
+    def __init__(self, layer_count: int, latent_size: int, channels: int = 3, start_channels: int = 64,
+                 max_channels: int = 512, fused_from: int = 128, **kwargs):
+        super().__init__(**kwargs)
+        self.layer_count, self.latent_size, self.channels = layer_count, latent_size, channels
+        self.start_channels, self.max_channels, self.fused_from = start_channels, max_channels, fused_from
+        self.blocks, self.from_rgb = [], []
+        for lod in range(layer_count):
+            filters = channels_at(lod, layer_count, start_channels, max_channels)
+            out = channels_at(max(lod - 1, 0), layer_count, start_channels, max_channels)
+            self.from_rgb.append(FromRGB(filters, name=f"from_rgb{lod}"))
+            self.blocks.append(EncoderBlock(filters, out, latent_size, last=lod == 0,
+                                            fused=4 * 2 ** lod >= fused_from, name=f"block{lod}"))
+        self.downscale = Downscale2D()
+
+    @property
+    def top_lod(self) -> int:
+        return self.layer_count - 1
+
+    def build(self, *args, **kwargs):
+        self.built = True  # Networks builds every LOD by calling it once per LOD
+
+    def call(self, images, lod: int | None = None, alpha=1.0):
+        lod = self.top_lod if lod is None else lod
+        x, w = self.blocks[lod](self.from_rgb[lod](images))
+        if lod > 0:
+            alpha = tf.cast(alpha, x.dtype)
+            w = w * alpha
+            low = self.from_rgb[lod - 1](self.downscale(images))
+            x = low + (x - low) * alpha
+        for i in range(lod - 1, -1, -1):
+            x, wi = self.blocks[i](x)
+            w = w + wi
+        return w
+
+    def get_config(self):
+        return {**super().get_config(), "layer_count": self.layer_count, "latent_size": self.latent_size,
+                "channels": self.channels, "start_channels": self.start_channels,
+                "max_channels": self.max_channels, "fused_from": self.fused_from}

@@ -1,0 +1,185 @@
+"""python -m alae_tf.train --flagfile=configs/ffhq.cfg: train ALAE / StyleALAE.
+
+Running the same command again resumes from the run directory's last checkpoint.
+"""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+
+from absl import app, flags, logging
+
+from alae_tf.training import strategy as strategy_lib  # defines --strategy
+
+FLAGS = flags.FLAGS
+
+# Model.
+flags.DEFINE_enum("model", "alae_style", ["alae_style", "alae_mlp"], "Network family.")
+flags.DEFINE_integer("latent_size", 512, "Size of z and w.")
+flags.DEFINE_integer("layer_count", 9, "Style model LODs: resolution 4 * 2 ** (layer_count - 1).")
+flags.DEFINE_integer("resolution", 0, "Training resolution; 0: from layer_count (style) or the data (mlp).")
+flags.DEFINE_integer("start_channels", 16, "Feature maps at the top resolution.")
+flags.DEFINE_integer("max_channels", 512, "Cap on feature maps.")
+flags.DEFINE_integer("mapping_layers", 8, "Layers of the mapping network F.")
+flags.DEFINE_integer("channels", 3, "Image channels (1 or 3).")
+flags.DEFINE_integer("fused_from", 128, "Resolution from which up/down convs are fused (release: 128).")
+# Objective.
+flags.DEFINE_float("r1_gamma", 10.0, "R1 weight gamma (penalty gamma/2 * |grad|^2).")
+flags.DEFINE_float("style_mixing_prob", 0.9, "Probability of style mixing in the D and G steps.")
+flags.DEFINE_float("ema_halflife_kimg", 10.0, "Half-life of the EMA networks in thousands of images.")
+flags.DEFINE_float("ttur", 1.0, "Multiplier of the E and D learning rate (two time-scale update rule).")
+flags.DEFINE_float("encoder_lr_mult", 1.0, "Extra multiplier of the encoder's learning rate.")
+flags.DEFINE_float("lae_weight", 1.0, "Weight of the latent autoencoder loss.")
+flags.DEFINE_boolean("z_regression", False, "Latent AE step regresses z instead of w.")
+flags.DEFINE_float("truncation_psi", 0.7, "Truncation psi for inference.")
+flags.DEFINE_integer("truncation_cutoff", 8, "Style slots below this index are truncated.")
+# Schedule.
+flags.DEFINE_list("batch_sizes", ["128"], "Global batch per LOD (a shorter list repeats its last value).")
+flags.DEFINE_list("learning_rates", ["0.0015"], "Learning rate per LOD (a shorter list repeats its last).")
+flags.DEFINE_float("epochs_per_lod", 16, "Epochs per LOD; the first half of each LOD above 0 fades in.")
+flags.DEFINE_float("kimg_per_lod", 0, "Thousands of images per LOD; overrides --epochs_per_lod when > 0.")
+flags.DEFINE_float("epochs", 300, "Length of training in epochs.")
+flags.DEFINE_float("total_kimg", 0, "Length of training in thousands of images; overrides --epochs when > 0.")
+flags.DEFINE_enum("fade", "cosine", ["cosine", "linear"], "Fade-in ramp: cosine (release) or linear (StyleGAN).")
+flags.DEFINE_integer("start_lod", 0, "First LOD trained.")
+# Data and run.
+flags.DEFINE_string("data_dir", None, "Dataset from tfrecords_tools.convert.")
+flags.DEFINE_string("prepare", None, "When --data_dir has no dataset, convert this offline source into it "
+                    "first (mnist5k).")
+flags.DEFINE_integer("prepare_test_count", 1000, "With --prepare: images held out as <name>_test.")
+flags.DEFINE_string("output_dir", None, "Run directory: flags, checkpoints, TensorBoard, PNG grids.")
+flags.DEFINE_boolean("mirror", False, "Random horizontal flips of the reals.")
+flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
+flags.DEFINE_float("snapshot_kimg", 20, "Image grids every this many thousand images.")
+flags.DEFINE_float("checkpoint_kimg", 50, "Checkpoint every this many thousand images.")
+flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
+flags.DEFINE_float("log_seconds", 10, "Seconds between progress lines.")
+flags.DEFINE_boolean("jit", False, "XLA-compile the gradient computations.")
+flags.DEFINE_boolean("mixed_precision", False, "mixed_float16 compute with loss scaling (GPU).")
+
+flags.mark_flags_as_required(["data_dir", "output_dir"])
+
+
+def prepare_data(data_dir: str, source: str, test_count: int):
+    """Converts the offline ``source`` into ``data_dir`` with tfrecords_tools.convert."""
+    if source != "mnist5k":
+        raise ValueError(f"--prepare supports only the offline source mnist5k, got {source!r}")
+    logging.info("no dataset in %s: converting %s with tfrecords_tools.convert", data_dir, source)
+    cmd = [sys.executable, "-m", "tfrecords_tools.convert", "--source=mnist5k", f"--output_dir={data_dir}",
+           "--name=mnist5k", "--resolution=32", "--channels=1", "--labels", f"--test_count={test_count}"]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        tail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise ValueError(f"preparing {data_dir} from {source} failed: {tail}")
+
+
+def build(argv_flags=FLAGS):
+    """Flags -> (model factory, schedule, strategy, loop config), after checking the data."""
+    import keras
+
+    from alae_tf import data as data_lib
+    from alae_tf.models.alae import ALAE, ALAEConfig
+    from alae_tf.schedule import Schedule
+    from alae_tf.training.loop import LoopConfig
+
+    f = argv_flags
+    if f.prepare and not _has_dataset(f.data_dir):
+        prepare_data(f.data_dir, f.prepare, f.prepare_test_count)
+    info = data_lib.describe(f.data_dir)
+    if f.model == "alae_style":
+        resolution = 4 * 2 ** (f.layer_count - 1)
+        if f.resolution and f.resolution != resolution:
+            raise ValueError(f"--resolution={f.resolution} disagrees with --layer_count={f.layer_count} "
+                             f"({resolution}x{resolution})")
+        needed = list(range(2, int(math.log2(resolution)) + 1))
+    else:
+        resolution = f.resolution or info.resolution
+        needed = [int(math.log2(resolution))]
+    missing = [r for r in needed if r not in info.levels]
+    if missing:
+        raise ValueError(f"--data_dir={f.data_dir} lacks level(s) {', '.join(f'r{r:02d}' for r in missing)} "
+                         f"(has {', '.join(f'r{r:02d}' for r in info.levels)}) needed for "
+                         f"{resolution}x{resolution} training")
+    if info.channels != f.channels:
+        raise ValueError(f"--channels={f.channels} but --data_dir={f.data_dir} has {info.channels}-channel images")
+    if f.mixed_precision:
+        import tensorflow as tf
+        if not tf.config.list_physical_devices("GPU"):
+            raise ValueError("--mixed_precision needs a GPU (float16 is slower than float32 on CPU)")
+        keras.mixed_precision.set_dtype_policy("mixed_float16")
+
+    layer_count = f.layer_count if f.model == "alae_style" else 1
+    try:
+        batch_sizes = [int(b) for b in f.batch_sizes]
+        learning_rates = [float(x) for x in f.learning_rates]
+    except ValueError as e:
+        raise ValueError(f"--batch_sizes / --learning_rates must be comma-separated numbers: {e}") from None
+    if f.kimg_per_lod > 0:
+        images_per_lod, transition = f.kimg_per_lod * 1000, None
+    else:
+        images_per_lod = f.epochs_per_lod * info.count
+        transition = (f.epochs_per_lod // 2) * info.count
+    schedule = Schedule(layer_count, images_per_lod if f.model == "alae_style" else 0, batch_sizes,
+                        learning_rates, fade=f.fade, transition_images=transition, start_lod=f.start_lod
+                        if f.model == "alae_style" else 0)
+    total_images = int(f.total_kimg * 1000) if f.total_kimg > 0 else int(f.epochs * info.count)
+    config = ALAEConfig(
+        model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
+        layer_count=layer_count if f.model == "alae_style" else 1, start_channels=f.start_channels,
+        max_channels=f.max_channels, mapping_layers=f.mapping_layers, fused_from=f.fused_from,
+        r1_gamma=f.r1_gamma, style_mixing_prob=f.style_mixing_prob, ema_halflife_kimg=f.ema_halflife_kimg,
+        ttur=f.ttur, encoder_lr_mult=f.encoder_lr_mult, lae_weight=f.lae_weight, z_regression=f.z_regression,
+        truncation_psi=f.truncation_psi, truncation_cutoff=f.truncation_cutoff,
+        mixed_precision=f.mixed_precision, jit=f.jit, seed=f.seed)
+    loop = LoopConfig(
+        output_dir=f.output_dir, data_dir=f.data_dir, total_images=total_images,
+        snapshot_images=max(1, int(f.snapshot_kimg * 1000)),
+        checkpoint_images=max(1, int(f.checkpoint_kimg * 1000)), keep_checkpoints=f.keep_checkpoints,
+        log_seconds=f.log_seconds, mirror=f.mirror, seed=f.seed,
+        data_lod_offset=int(math.log2(resolution)) - 2 - config.top_lod)
+    strategy = strategy_lib.make_strategy(f.strategy)
+
+    def model_fn():
+        return ALAE(config, learning_rate=schedule.learning_rates[schedule.phase(0).lod])
+
+    return model_fn, schedule, strategy, loop
+
+
+def _has_dataset(data_dir: str) -> bool:
+    from alae_tf import data as data_lib
+    from tfrecords_tools.format import DatasetError
+    try:
+        data_lib.describe(data_dir)
+        return True
+    except DatasetError:
+        return False
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from alae_tf.training.loop import Trainer, TrainingError
+
+    try:
+        model_fn, schedule, strategy, loop = build()
+        os.makedirs(loop.output_dir, exist_ok=True)
+        with open(os.path.join(loop.output_dir, "flags.txt"), "w") as fh:
+            fh.write(FLAGS.flags_into_string())
+        trainer = Trainer(model_fn, schedule, strategy, loop)
+        terms = trainer.run()
+    except (ValueError, TrainingError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    logging.info("done: %s", ", ".join(f"{k} {v:.4f}" for k, v in sorted(terms.items())) or "nothing to do")
+    logging.info("run directory: %s", loop.output_dir)
+    return 0
+
+
+def run():
+    app.run(lambda argv: sys.exit(main(argv)))
+
+
+if __name__ == "__main__":
+    run()
