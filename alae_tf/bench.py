@@ -20,6 +20,7 @@ flags.DEFINE_integer("warmup", 3, "Untimed iterations first (tracing, autotuning
 flags.DEFINE_integer("batch", 0, "Global batch; 0: the config's.")
 flags.DEFINE_boolean("jit", False, "XLA-compile the gradient computations.")
 flags.DEFINE_boolean("mixed_precision", False, "mixed_float16 (GPU).")
+flags.DEFINE_integer("fused_from", -1, "Fuse up/down convs from this resolution; -1: the model default.")
 flags.DEFINE_boolean("split", True, "Also time the D, G and latent AE steps alone.")
 
 # Architectures of the speed goal: the release's MNIST StyleALAE and a 64 px CelebA StyleALAE;
@@ -53,7 +54,7 @@ def _block(out):
 
 
 def run_bench(name: str, iters: int, warmup: int, batch: int = 0, jit: bool = False,
-              mixed_precision: bool = False, split: bool = True) -> dict:
+              mixed_precision: bool = False, split: bool = True, fused_from: int = -1) -> dict:
     import keras
     import tensorflow as tf
 
@@ -62,6 +63,8 @@ def run_bench(name: str, iters: int, warmup: int, batch: int = 0, jit: bool = Fa
     arch = dict(CONFIGS[name])
     global_batch = batch or arch.pop("batch")
     arch.pop("batch", None)
+    if fused_from >= 0:
+        arch["fused_from"] = fused_from
     if mixed_precision:
         keras.mixed_precision.set_dtype_policy("mixed_float16")
     strategy = tf.distribute.get_strategy()
@@ -82,7 +85,7 @@ def run_bench(name: str, iters: int, warmup: int, batch: int = 0, jit: bool = Fa
     kw = dict(lod=lod, global_batch=global_batch)
     full = compiled(lambda: model.replica_step(reals, alpha, **kw))
     result = {"config": name, "batch": global_batch, "resolution": res, "jit": jit,
-              "mixed_precision": mixed_precision}
+              "mixed_precision": mixed_precision, "fused_from": model.config.fused_from}
     seconds = _time(full, iters, warmup)
     result["images_per_second"] = round(global_batch / seconds, 2)
     result["seconds_per_iteration"] = round(seconds, 4)
@@ -101,7 +104,7 @@ def run_bench(name: str, iters: int, warmup: int, batch: int = 0, jit: bool = Fa
 def main(argv):
     del argv
     result = run_bench(FLAGS.config, FLAGS.iters, FLAGS.warmup, FLAGS.batch, FLAGS.jit,
-                       FLAGS.mixed_precision, FLAGS.split)
+                       FLAGS.mixed_precision, FLAGS.split, FLAGS.fused_from)
     json.dump(result, sys.stdout)
     print()
 

@@ -473,8 +473,8 @@ def _train_step(model, opt, global_batch):
     return step
 
 
-def test_mirrored_strategy_step_matches_single_device():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_mirrored_strategy_step_matches_single_device(two_replicas):
+    strategy = two_replicas
     assert strategy.num_replicas_in_sync == 2
     batch = 8
     data = (randn(batch, 8, 8, 3), randn(batch, 16), randn(batch, 8, 8, 1), randn(batch, 8, 8, 3))
@@ -509,8 +509,8 @@ def test_mirrored_strategy_step_matches_single_device():
         np.testing.assert_allclose(step_dist, step_single, rtol=1e-3, atol=1e-7)
 
 
-def test_noise_injection_random_inside_strategy_run():
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+def test_noise_injection_random_inside_strategy_run(two_replicas):
+    strategy = two_replicas
     with strategy.scope():
         layer = L.NoiseInjection()
         layer.build((None, 4, 4, 2))

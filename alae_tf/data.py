@@ -1,0 +1,304 @@
+"""tf.data reader of multi-LOD TFRecord datasets (ours, StyleGAN's, the ALAE release's).
+
+    info = describe("data/mnist5k/mnist5k")          # DatasetInfo, checks the whole dataset
+    ds = make_dataset("data/mnist5k/mnist5k", lod=3, batch_size=64, labels=True)
+    images, labels = next(iter(ds))                  # (64, 32, 32, 1) float32 in [-1, 1], int64
+
+`path` designates one dataset (tfrecords_tools.format.find_datasets): a folder holding exactly
+one dataset, FOLDER/NAME, one of its files or its manifest, or a glob matching its files.
+`lod` 0 is 4x4 (file level r02); level r = lod + 2.
+
+Errors: problems visible before reading (missing folder, levels or parts, truncated files,
+manifest mismatch, wrong resolution at a level) raise tfrecords_tools.format.DatasetError
+(a ValueError) from make_dataset / describe. While iterating, a record whose shape, data
+length or label is wrong, or that is not a tf.train.Example at all, raises
+tf.errors.InvalidArgumentError whose message names the file and the record index. A record
+whose CRC does not match raises TensorFlow's DataLossError, which does not name the file:
+iterate through `checked(...)` (or call `diagnose(...)` in your handler) to turn it into a
+DatasetError naming the file and record. Nothing here aborts the process.
+"""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import tensorflow as tf
+
+from tfrecords_tools import format as fmt
+from tfrecords_tools.format import DatasetError, DatasetInfo
+
+__all__ = ["DatasetError", "DatasetInfo", "describe", "make_dataset", "shard_files",
+           "diagnose", "checked", "steps_per_epoch"]
+
+SHUFFLE_BUFFER_BYTES = 256 << 20  # default shuffle buffer: this many bytes of records ...
+SHUFFLE_BUFFER_MAX = 10000  # ... and at most this many records
+_PARALLEL_READ_BYTES = 16 << 10  # read files in parallel when records are at least this big
+
+
+def describe(path) -> DatasetInfo:
+    """DatasetInfo of the dataset at `path` (see module doc); DatasetError if it is missing,
+    incomplete or inconsistent."""
+    return fmt.describe(path)
+
+
+def shard_files(files, num_pipelines: int, pipeline_id: int):
+    """(files of this pipeline, shard_records). With n pipelines and P >= n files, pipeline k
+    reads files [k*P//n, (k+1)*P//n) and shard_records is False; with more pipelines than
+    files every pipeline reads all files and keeps every n-th record (shard_records True)."""
+    n, k, p = int(num_pipelines), int(pipeline_id), len(files)
+    if n <= 1:
+        return list(files), False
+    if not 0 <= k < n:
+        raise DatasetError(f"input pipeline id {k} is not in [0, {n})")
+    if n <= p:
+        return list(files[k * p // n:(k + 1) * p // n]), False
+    return list(files), True
+
+
+def steps_per_epoch(info: DatasetInfo, batch_size: int, num_pipelines: int = 1) -> int:
+    """Whole batches of `batch_size` per pipeline in one pass over the data (approximate when
+    parts have unequal sizes)."""
+    return info.count // (int(batch_size) * max(1, int(num_pipelines)))
+
+
+def _guard(ok, files, expect_shape, need_label):
+    """tf.cond that passes when `ok`, else locates the bad record in `files` (Python, only on
+    failure) and raises an InvalidArgumentError naming the file and the record index."""
+    files = list(files)
+
+    def fail():
+        problem = fmt.find_bad_record(files, expect_shape, need_label)
+        if problem is None:
+            problem = (f"a record of one of {', '.join(files)} is malformed "
+                       f"(expected shape {list(expect_shape)}"
+                       f"{' with a label' if need_label else ''})")
+        raise ValueError(f"corrupt record: {problem}")
+
+    return tf.cond(ok, lambda: tf.constant(True),
+                   lambda: tf.py_function(fail, [], Tout=tf.bool))
+
+
+def _template(files, n_pix, labels):
+    """Byte template of this level's records (see tfrecords_tools.format.example_layout):
+    (length, data start, label byte or None, indices and values of the fixed bytes), or None
+    when the first record does not fit; then every batch takes the generic parse path."""
+    for f in files:
+        frames = fmt.scan_records(f, limit=1)
+        if not frames:
+            continue
+        with open(f, "rb") as fh:
+            rec = fmt.read_record(fh, *frames[0])
+        try:
+            fields = fmt.decode_example(rec)
+        except DatasetError:
+            return None
+        layout = fmt.example_layout(rec)
+        if (layout is None or fmt.check_fields(fields) is not None
+                or layout["data"][1] - layout["data"][0] != n_pix
+                or (labels and layout["label"] is None)):
+            return None
+        start, end = layout["data"]
+        label_pos = layout["label"]
+        keep = [i for i in range(layout["length"]) if not start <= i < end and i != label_pos]
+        arr = np.frombuffer(rec, np.uint8)
+        return (layout["length"], start, label_pos, tf.constant(keep, tf.int32),
+                tf.constant(arr[keep], tf.uint8))
+    return None
+
+
+def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
+                 labels: bool = False, shuffle: bool = True, repeat: bool = True,
+                 seed: int | None = None, input_context: tf.distribute.InputContext | None = None,
+                 shuffle_buffer: int | None = None, info: DatasetInfo | None = None
+                 ) -> tf.data.Dataset:
+    """tf.data.Dataset over level lod + 2 of the dataset at `path`.
+
+    Yields images (batch_size, H, W, C) float32 in [-1, 1] (uint8 x / 127.5 - 1), or
+    (images, labels int64 (batch_size,)) when labels=True. Batches are whole
+    (drop_remainder); with repeat the stream is endless and epochs follow each other
+    (the shuffle is reshuffled every epoch).
+
+    batch_size is the batch of THIS input pipeline: under
+    strategy.distribute_datasets_from_function pass input_context.get_per_replica_batch_size(
+    global_batch) yourself. With input_context, pipeline k of n reads parts
+    [k*P//n, (k+1)*P//n) when n <= P parts, else every part keeping records k, k+n, ...
+    (disjoint and complete either way).
+
+    mirror: random horizontal flip per image. seed: makes file order, shuffle and flips
+    reproducible (and the interleave deterministic). shuffle_buffer: records in the shuffle
+    buffer; default min(count, 256 MiB of records, 10000). info: a DatasetInfo from describe
+    to skip re-describing."""
+    info = info or describe(path)
+    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise DatasetError(f"batch_size {batch_size!r} must be a positive int")
+    level = info.level_for_lod(lod)
+    if labels and not info.has_labels:
+        raise DatasetError(f"{info.prefix}: labels=True but the dataset has no 'label' feature")
+    c, h, w = info.shape_at(level)
+    files = list(info.files[level])
+    n, k = 1, 0
+    if input_context is not None:
+        n, k = input_context.num_input_pipelines, input_context.input_pipeline_id
+    files, shard_records = shard_files(files, n, k)
+    records_here = (info.count if shard_records
+                    else sum(info.records[level][info.files[level].index(f)] for f in files))
+    records_here = records_here // n if shard_records else records_here
+    record_bytes = c * h * w + 64
+    deterministic = seed is not None or shard_records or not shuffle
+    if shuffle_buffer is None:
+        shuffle_buffer = max(1, min(SHUFFLE_BUFFER_MAX, SHUFFLE_BUFFER_BYTES // record_bytes,
+                                    max(records_here, 1)))
+    seeds = [None, None, None] if seed is None else [seed + 1, seed + 2, seed + 3]
+
+    ds = tf.data.Dataset.from_tensor_slices(tf.constant(files, tf.string))
+    if shuffle and not shard_records and len(files) > 1:
+        ds = ds.shuffle(len(files), seed=seeds[0], reshuffle_each_iteration=True)
+    # shuffle=False reads the files one after the other (file order); else round-robin
+    cycle = max(1, min(len(files), 64)) if shuffle else 1
+    parallel = record_bytes >= _PARALLEL_READ_BYTES and cycle > 1
+    ds = ds.interleave(
+        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
+        cycle_length=cycle, block_length=1,
+        num_parallel_calls=tf.data.AUTOTUNE if parallel else None,
+        deterministic=(True if deterministic else None) if parallel else None)
+    if shard_records:
+        ds = ds.shard(n, k)
+    if shuffle:
+        ds = ds.shuffle(shuffle_buffer, seed=seeds[1], reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    ds = ds.batch(batch_size, drop_remainder=True)
+
+    feats = {fmt.KEY_SHAPE: tf.io.FixedLenFeature([3], tf.int64, default_value=[0, 0, 0]),
+             fmt.KEY_DATA: tf.io.FixedLenFeature([], tf.string, default_value="")}
+    if labels:
+        feats[fmt.KEY_LABEL] = tf.io.FixedLenFeature([], tf.int64, default_value=-1)
+    expect = tf.constant([c, h, w], tf.int64)
+    n_pix = c * h * w
+    flip_seed = seeds[2]
+
+    def slow(serialized):
+        """Generic path: parse_example, with checks that name the file on failure."""
+        # A tf.train.Example starts with field 1 (features), tag byte 0x0a; anything else
+        # would make parse_example fail with a message that names no file.
+        looks_ok = tf.reduce_all(tf.equal(tf.strings.substr(serialized, 0, 1), b"\n"))
+        with tf.control_dependencies([_guard(looks_ok, files, (c, h, w), labels)]):
+            ex = tf.io.parse_example(serialized, feats)
+        ok = tf.logical_and(
+            tf.reduce_all(tf.equal(ex[fmt.KEY_SHAPE], expect)),
+            tf.reduce_all(tf.equal(tf.strings.length(ex[fmt.KEY_DATA]), n_pix)))
+        if labels:
+            ok = tf.logical_and(ok, tf.reduce_all(ex[fmt.KEY_LABEL] >= 0))
+        with tf.control_dependencies([_guard(ok, files, (c, h, w), labels)]):
+            x = tf.reshape(tf.io.decode_raw(ex[fmt.KEY_DATA], tf.uint8), [batch_size, n_pix])
+        y = ex[fmt.KEY_LABEL] if labels else tf.zeros([batch_size], tf.int64)
+        return x, y
+
+    template = _template(files, n_pix, labels)
+    if template is not None:
+        length, start, label_pos, keep_idx, keep_val = template
+
+        def fast_or_slow(serialized):
+            raw = tf.reshape(tf.io.decode_raw(serialized, tf.uint8), [batch_size, length])
+            same = tf.reduce_all(tf.equal(tf.gather(raw, keep_idx, axis=1), keep_val))
+            if label_pos is not None:
+                same = tf.logical_and(same, tf.reduce_all(raw[:, label_pos] < 128))
+
+            def fast():
+                y = (tf.cast(raw[:, label_pos], tf.int64) if label_pos is not None
+                     else tf.zeros([batch_size], tf.int64))
+                return raw[:, start:start + n_pix], y
+
+            return tf.cond(same, fast, lambda: slow(serialized))
+
+        def records_to_pixels(serialized):
+            same_len = tf.reduce_all(tf.equal(tf.strings.length(serialized), length))
+            return tf.cond(same_len, lambda: fast_or_slow(serialized), lambda: slow(serialized))
+    else:
+        records_to_pixels = slow
+
+    def parse(serialized):
+        x, y = records_to_pixels(serialized)
+        x = tf.cast(tf.reshape(x, [batch_size, c, h, w]), tf.float32)
+        x = tf.reshape(x, [batch_size, h, w, 1]) if c == 1 else tf.transpose(x, [0, 2, 3, 1])
+        x = x / 127.5 - 1.0
+        if mirror:
+            flip = tf.random.uniform([batch_size], seed=flip_seed) < 0.5
+            x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
+        return (x, y) if labels else x
+
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=True if deterministic else None)
+    ds = ds.prefetch(tf.data.AUTOTUNE)
+    options = tf.data.Options()
+    options.deterministic = bool(deterministic)
+    if input_context is not None:
+        options.experimental_distribute.auto_shard_policy = \
+            tf.data.experimental.AutoShardPolicy.OFF  # sharded above
+    return ds.with_options(options)
+
+
+_OFFSET_RE = re.compile(r"record at (\d+)")
+
+
+def diagnose(path, lod: int | None = None, error: BaseException | None = None,
+             labels: bool = False) -> DatasetError:
+    """A DatasetError naming the file and record index of the first bad record at level
+    lod + 2 (every level when lod is None), reading each file with TensorFlow (CRCs) and
+    checking every record. Meant for an exception handler around iteration; the original
+    error's text is appended when no bad record is found."""
+    from tfrecords_tools.inspect import verify_files  # TF-backed CRC check
+
+    info = describe(path)
+    levels = info.levels if lod is None else [info.level_for_lod(lod)]
+    for r in levels:
+        problem = verify_files(info.files[r], info.shape_at(r), labels)
+        if problem:
+            return DatasetError(problem)
+    detail = "" if error is None else f": {type(error).__name__}: " + \
+        " ".join(str(error).split())[:300]
+    return DatasetError(f"{info.prefix}: reading failed but no bad record was found{detail}")
+
+
+def checked(iterable, path, lod: int | None = None, labels: bool = False):
+    """Iterate `iterable` (a dataset, an iterator, a distributed iterator), turning the
+    TensorFlow errors of a bad record into a DatasetError that names the file and record:
+
+        for batch in checked(make_dataset(p, lod, 64), p, lod): ...
+    """
+    it = iter(iterable)
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except (tf.errors.DataLossError, tf.errors.InvalidArgumentError,
+                UnicodeDecodeError) as e:
+            if isinstance(e, tf.errors.InvalidArgumentError) and "corrupt record: " in str(e):
+                msg = str(e).split("corrupt record: ", 1)[1].splitlines()[0]
+                raise DatasetError(msg) from e
+            raise diagnose(path, lod, e, labels) from e
+        yield item
+
+
+def take_images(path, lod: int, count: int, *, labels: bool = False):
+    """The first `count` records of a level in file order as NHWC uint8 numpy (and labels):
+    for figures, metrics and tests."""
+    info = describe(path)
+    level = info.level_for_lod(lod)
+    out, labs = [], []
+    for f in info.files[level]:
+        for _, rec in fmt.iter_records(f):
+            if len(out) >= count:
+                break
+            fields = fmt.decode_example(rec)
+            problem = fmt.check_fields(fields, info.shape_at(level), labels)
+            if problem:
+                raise DatasetError(f"{f}: {problem}")
+            img, lab = fmt.fields_to_image(fields)
+            out.append(img.transpose(1, 2, 0))
+            labs.append(lab)
+    images = np.stack(out) if out else np.zeros((0, 2 ** level, 2 ** level, info.channels),
+                                                 np.uint8)
+    return (images, np.asarray(labs, np.int64)) if labels else images
+
