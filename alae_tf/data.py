@@ -19,8 +19,6 @@ DatasetError naming the file and record. Nothing here aborts the process.
 """
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import tensorflow as tf
 
@@ -28,7 +26,7 @@ from tfrecords_tools import format as fmt
 from tfrecords_tools.format import DatasetError, DatasetInfo
 
 __all__ = ["DatasetError", "DatasetInfo", "describe", "make_dataset", "shard_files",
-           "diagnose", "checked", "steps_per_epoch"]
+           "diagnose", "checked", "steps_per_epoch", "take_images"]
 
 SHUFFLE_BUFFER_BYTES = 256 << 20  # default shuffle buffer: this many bytes of records ...
 SHUFFLE_BUFFER_MAX = 10000  # ... and at most this many records
@@ -153,14 +151,20 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(files, tf.string))
     if shuffle and not shard_records and len(files) > 1:
         ds = ds.shuffle(len(files), seed=seeds[0], reshuffle_each_iteration=True)
-    # shuffle=False reads the files one after the other (file order); else round-robin
-    cycle = max(1, min(len(files), 64)) if shuffle else 1
+    # Files one after the other (cheapest per record) when not shuffling, or when the shuffle
+    # buffer holds this pipeline's whole share anyway; else round-robin over the parts so a
+    # smaller buffer still mixes them.
+    whole = shuffle_buffer >= records_here
+    cycle = max(1, min(len(files), 64)) if shuffle and not whole else 1
     parallel = record_bytes >= _PARALLEL_READ_BYTES and cycle > 1
-    ds = ds.interleave(
-        lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
-        cycle_length=cycle, block_length=1,
-        num_parallel_calls=tf.data.AUTOTUNE if parallel else None,
-        deterministic=(True if deterministic else None) if parallel else None)
+    if cycle == 1:
+        ds = tf.data.TFRecordDataset(ds, buffer_size=1 << 20)
+    else:
+        ds = ds.interleave(
+            lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
+            cycle_length=cycle, block_length=1,
+            num_parallel_calls=tf.data.AUTOTUNE if parallel else None,
+            deterministic=(True if deterministic else None) if parallel else None)
     if shard_records:
         ds = ds.shard(n, k)
     if shuffle:
@@ -219,12 +223,13 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
 
     def parse(serialized):
         x, y = records_to_pixels(serialized)
-        x = tf.cast(tf.reshape(x, [batch_size, c, h, w]), tf.float32)
+        x = tf.reshape(x, [batch_size, c, h, w])
+        if mirror:  # on the uint8 CHW pixels: a quarter of the bytes of the float image
+            flip = tf.random.uniform([batch_size], seed=flip_seed) < 0.5
+            x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[3]), x)
+        x = tf.cast(x, tf.float32)
         x = tf.reshape(x, [batch_size, h, w, 1]) if c == 1 else tf.transpose(x, [0, 2, 3, 1])
         x = x / 127.5 - 1.0
-        if mirror:
-            flip = tf.random.uniform([batch_size], seed=flip_seed) < 0.5
-            x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[2]), x)
         return (x, y) if labels else x
 
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE,
@@ -236,9 +241,6 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         options.experimental_distribute.auto_shard_policy = \
             tf.data.experimental.AutoShardPolicy.OFF  # sharded above
     return ds.with_options(options)
-
-
-_OFFSET_RE = re.compile(r"record at (\d+)")
 
 
 def diagnose(path, lod: int | None = None, error: BaseException | None = None,

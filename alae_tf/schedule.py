@@ -74,7 +74,7 @@ class Schedule:
         self.transition_images = (
             self.images_per_lod / 2 if transition_images is None else float(transition_images)
         )
-        if not 0 <= self.transition_images <= max(self.images_per_lod, 0):
+        if self.images_per_lod > 0 and not 0 <= self.transition_images <= self.images_per_lod:
             raise ValueError(
                 f"transition of {self.transition_images} images does not fit in a LOD of "
                 f"{self.images_per_lod} images"

@@ -45,7 +45,8 @@ flags.DEFINE_float("total_kimg", 0, "Length of training in thousands of images; 
 flags.DEFINE_enum("fade", "cosine", ["cosine", "linear"], "Fade-in ramp: cosine (release) or linear (StyleGAN).")
 flags.DEFINE_integer("start_lod", 0, "First LOD trained.")
 # Data and run.
-flags.DEFINE_string("data_dir", None, "Dataset from tfrecords_tools.convert.")
+flags.DEFINE_string("data_dir", None, "Dataset from tfrecords_tools.convert: FOLDER/NAME, or a folder "
+                    "holding one dataset.")
 flags.DEFINE_string("prepare", None, "When --data_dir has no dataset, convert this offline source into it "
                     "first (mnist5k).")
 flags.DEFINE_integer("prepare_test_count", 1000, "With --prepare: images held out as <name>_test.")
@@ -63,12 +64,13 @@ flags.mark_flags_as_required(["data_dir", "output_dir"])
 
 
 def prepare_data(data_dir: str, source: str, test_count: int):
-    """Converts the offline ``source`` into ``data_dir`` with tfrecords_tools.convert."""
+    """Converts the offline ``source`` into ``data_dir`` (FOLDER/NAME) with tfrecords_tools.convert."""
     if source != "mnist5k":
         raise ValueError(f"--prepare supports only the offline source mnist5k, got {source!r}")
-    logging.info("no dataset in %s: converting %s with tfrecords_tools.convert", data_dir, source)
-    cmd = [sys.executable, "-m", "tfrecords_tools.convert", "--source=mnist5k", f"--output_dir={data_dir}",
-           "--name=mnist5k", "--resolution=32", "--channels=1", "--labels", f"--test_count={test_count}"]
+    folder, name = os.path.split(os.path.normpath(data_dir))
+    logging.info("no dataset at %s: converting %s with tfrecords_tools.convert", data_dir, source)
+    cmd = [sys.executable, "-m", "tfrecords_tools.convert", "--source=mnist5k", f"--output_dir={folder or '.'}",
+           f"--name={name}", "--resolution=32", "--channels=1", "--labels", f"--test_count={test_count}"]
     result = subprocess.run(cmd, capture_output=True, text=True)
     if result.returncode != 0:
         tail = (result.stderr.strip().splitlines() or ["(no output)"])[-1]

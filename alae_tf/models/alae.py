@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from alae_tf import losses
+from alae_tf.networks import WeightsTrackable
 from alae_tf.networks.mapping import DiscriminatorHead, Mapping
 from alae_tf.networks.mlp import MLPEncoder, MLPGenerator
 from alae_tf.networks.style import StyleEncoder, StyleGenerator
@@ -159,8 +160,8 @@ class ALAE:
         return {"opt_e": self.opt_e, "opt_d": self.opt_d, "opt_fg": self.opt_fg}
 
     def checkpoint_items(self) -> dict:
-        items = {name: net for name, net in self.nets.as_dict().items()}
-        items.update({f"ema_{name}": net for name, net in self.ema.as_dict().items()})
+        items = {name: WeightsTrackable(net) for name, net in self.nets.as_dict().items()}
+        items.update({f"ema_{name}": WeightsTrackable(net) for name, net in self.ema.as_dict().items()})
         items.update(self.optimizers)
         items.update(w_avg=self.w_avg, step=self.step)
         return items

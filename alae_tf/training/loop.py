@@ -147,8 +147,9 @@ class Trainer:
                 iterator = self._dataset(lod, batch)
                 step = self._step_fn(lod, batch)
                 fixed_reals = self._fixed_reals(lod)
-                logging.info("LOD %d (%dx%d): batch %d, learning rate %g", lod, 4 * 2 ** lod,
-                             4 * 2 ** lod, batch, phase.learning_rate)
+                res = 4 * 2 ** (lod + cfg.data_lod_offset)
+                logging.info("LOD %d (%dx%d): batch %d, learning rate %g", lod, res, res, batch,
+                             phase.learning_rate)
             alpha_var.assign(phase.alpha)
             try:
                 terms = step(iterator, alpha_var)
