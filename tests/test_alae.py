@@ -234,3 +234,28 @@ def test_config_errors():
         ALAEConfig(**dict(TINY_STYLE, resolution=32))
     with pytest.raises(ValueError, match="--channels must be 1 or 3"):
         ALAEConfig(**dict(TINY_STYLE, channels=2))
+
+
+def test_mixed_precision_step_is_finite_and_keeps_float32_variables():
+    keras.mixed_precision.set_dtype_policy("mixed_float16")
+    try:
+        m = ALAE(ALAEConfig(**TINY_STYLE, mixed_precision=True))
+        reals = tf.random.uniform([2, 16, 16, 1], -1, 1)
+        before = [v.numpy().copy() for v in m.nets.E.trainable_variables]
+        scale = float(m.opt_e.dynamic_scale.numpy())
+        strategy = tf.distribute.get_strategy()
+        step = tf.function(lambda: strategy.run(
+            lambda: m.replica_step(reals, tf.constant(0.5), lod=2, global_batch=2)))
+        # Dynamic loss scaling skips the steps whose float16 gradients overflow, halving the scale.
+        for _ in range(30):
+            terms = step()
+            assert all(np.isfinite(float(v)) for v in terms.values())
+            if any(not np.array_equal(b, v.numpy()) for b, v in zip(before, m.nets.E.trainable_variables)):
+                break
+        else:
+            pytest.fail("no E update in 30 mixed-precision steps")
+        assert float(m.opt_e.dynamic_scale.numpy()) < scale
+        assert all(v.dtype == "float32" for v in m.nets.variables)
+        assert m.nets.G(tf.zeros([1, 6, 8], tf.float16), lod=2).dtype == tf.float16
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
