@@ -146,7 +146,9 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     if shuffle_buffer is None:
         shuffle_buffer = max(1, min(SHUFFLE_BUFFER_MAX, SHUFFLE_BUFFER_BYTES // record_bytes,
                                     max(records_here, 1)))
-    seeds = [None, None, None] if seed is None else [seed + 1, seed + 2, seed + 3]
+    # per-pipeline seeds: replicas must not flip / shuffle in lockstep
+    seeds = [None] * 3 if seed is None else [(seed * 1000003 + 7919 * k + i) % (2 ** 31)
+                                             for i in (1, 2, 3)]
 
     ds = tf.data.Dataset.from_tensor_slices(tf.constant(files, tf.string))
     if shuffle and not shard_records and len(files) > 1:
@@ -224,9 +226,15 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     def parse(serialized):
         x, y = records_to_pixels(serialized)
         x = tf.reshape(x, [batch_size, c, h, w])
-        if mirror:  # on the uint8 CHW pixels: a quarter of the bytes of the float image
+        if mirror:
+            # On the uint8 CHW pixels (a quarter of the float bytes), reversing only the
+            # images drawn for flipping: 3x cheaper than tf.where over reversed + original.
             flip = tf.random.uniform([batch_size], seed=flip_seed) < 0.5
-            x = tf.where(flip[:, None, None, None], tf.reverse(x, axis=[3]), x)
+            keep_i = tf.cast(tf.where(tf.logical_not(flip))[:, 0], tf.int32)
+            flip_i = tf.cast(tf.where(flip)[:, 0], tf.int32)
+            x = tf.dynamic_stitch([keep_i, flip_i], [tf.gather(x, keep_i),
+                                                     tf.reverse(tf.gather(x, flip_i), [3])])
+            x = tf.reshape(x, [batch_size, c, h, w])
         x = tf.cast(x, tf.float32)
         x = tf.reshape(x, [batch_size, h, w, 1]) if c == 1 else tf.transpose(x, [0, 2, 3, 1])
         x = x / 127.5 - 1.0

@@ -24,7 +24,8 @@ flags.DEFINE_integer("start_channels", 16, "Feature maps at the top resolution."
 flags.DEFINE_integer("max_channels", 512, "Cap on feature maps.")
 flags.DEFINE_integer("mapping_layers", 8, "Layers of the mapping network F.")
 flags.DEFINE_integer("channels", 3, "Image channels (1 or 3).")
-flags.DEFINE_integer("fused_from", 128, "Resolution from which up/down convs are fused (release: 128).")
+flags.DEFINE_integer("fused_from", 4, "Resolution from which up/down convs use the fused (transposed / strided 4x4) "
+                     "form; the same function, ~2.25x fewer FLOPs (release: 128).")
 # Objective.
 flags.DEFINE_float("r1_gamma", 10.0, "R1 weight gamma (penalty gamma/2 * |grad|^2).")
 flags.DEFINE_float("style_mixing_prob", 0.9, "Probability of style mixing in the D and G steps.")

@@ -38,7 +38,7 @@ class ALAEConfig:
     start_channels: int = 64
     max_channels: int = 512
     mapping_layers: int = 8
-    fused_from: int = 128
+    fused_from: int = 4
     mlp_hidden: tuple[int, ...] = (1024, 1024)
     r1_gamma: float = 10.0
     style_mixing_prob: float = 0.9

@@ -82,7 +82,7 @@ class StyleGenerator(keras.layers.Layer):
     """G: styles (N, 2 * layer_count, latent) -> images (N, R, R, channels) at LOD ``lod``."""
 
     def __init__(self, layer_count: int, latent_size: int, channels: int = 3, start_channels: int = 64,
-                 max_channels: int = 512, fused_from: int = 128, **kwargs):
+                 max_channels: int = 512, fused_from: int = 4, **kwargs):
         super().__init__(**kwargs)
         self.layer_count, self.latent_size, self.channels = layer_count, latent_size, channels
         self.start_channels, self.max_channels, self.fused_from = start_channels, max_channels, fused_from
@@ -174,7 +174,7 @@ class StyleEncoder(keras.layers.Layer):
     """
 
     def __init__(self, layer_count: int, latent_size: int, channels: int = 3, start_channels: int = 64,
-                 max_channels: int = 512, fused_from: int = 128, **kwargs):
+                 max_channels: int = 512, fused_from: int = 4, **kwargs):
         super().__init__(**kwargs)
         self.layer_count, self.latent_size, self.channels = layer_count, latent_size, channels
         self.start_channels, self.max_channels, self.fused_from = start_channels, max_channels, fused_from
