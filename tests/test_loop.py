@@ -159,3 +159,22 @@ def test_cli_missing_data_dir(tmp_path):
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "nowhere" in result.stderr.strip().splitlines()[-1]
+
+
+def test_corrupt_record_during_training_names_the_file(dataset, tmp_path):
+    import shutil
+
+    from alae_tf.training.loop import TrainingError
+
+    folder = tmp_path / "data"
+    shutil.copytree(os.path.dirname(dataset), folder)
+    bad = folder / "digits-r04.tfrecords.000"
+    raw = bytearray(bad.read_bytes())
+    raw[len(raw) // 2] ^= 0xFF  # flips a byte inside a record's data: its CRC no longer matches
+    bad.write_bytes(bytes(raw))
+    schedule = Schedule(3, 0, [BATCH], [0.002])
+    loop = LoopConfig(output_dir=str(tmp_path / "run"), data_dir=str(folder / "digits"), total_images=10**6,
+                      snapshot_images=10**9, checkpoint_images=10**9, log_seconds=1e9)
+    trainer = Trainer(lambda: ALAE(ALAEConfig(**TINY)), schedule, tf.distribute.get_strategy(), loop)
+    with pytest.raises(TrainingError, match=r"digits-r04\.tfrecords\.000"):
+        trainer.run()

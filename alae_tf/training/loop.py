@@ -153,6 +153,10 @@ class Trainer:
             alpha_var.assign(phase.alpha)
             try:
                 terms = step(iterator, alpha_var)
+            except (tf.errors.DataLossError, tf.errors.InvalidArgumentError) as e:
+                # A bad record: name the file and record (DataLossError itself names neither).
+                error = data_lib.diagnose(cfg.data_dir, lod + cfg.data_lod_offset, e)
+                raise TrainingError(f"training step failed at {seen} images (LOD {lod}): {error}") from None
             except tf.errors.OpError as e:
                 raise TrainingError(f"training step failed at {seen} images (LOD {lod}): "
                                     f"{e.message.splitlines()[0]}") from None
