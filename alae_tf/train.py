@@ -88,6 +88,7 @@ def build(argv_flags=FLAGS):
     from alae_tf.training.loop import LoopConfig
 
     f = argv_flags
+    strategy = strategy_lib.make_strategy(f.strategy)  # first: multiworker needs a fresh runtime
     if f.prepare and not _has_dataset(f.data_dir):
         prepare_data(f.data_dir, f.prepare, f.prepare_test_count)
     info = data_lib.describe(f.data_dir)
@@ -142,7 +143,6 @@ def build(argv_flags=FLAGS):
         checkpoint_images=max(1, int(f.checkpoint_kimg * 1000)), keep_checkpoints=f.keep_checkpoints,
         log_seconds=f.log_seconds, mirror=f.mirror, seed=f.seed,
         data_lod_offset=int(math.log2(resolution)) - 2 - config.top_lod)
-    strategy = strategy_lib.make_strategy(f.strategy)
 
     def model_fn():
         return ALAE(config, learning_rate=schedule.learning_rates[schedule.phase(0).lod])
@@ -167,9 +167,10 @@ def main(argv):
 
     try:
         model_fn, schedule, strategy, loop = build()
-        os.makedirs(loop.output_dir, exist_ok=True)
-        with open(os.path.join(loop.output_dir, "flags.txt"), "w") as fh:
-            fh.write(FLAGS.flags_into_string())
+        if strategy_lib.is_chief(strategy):
+            os.makedirs(loop.output_dir, exist_ok=True)
+            with open(os.path.join(loop.output_dir, "flags.txt"), "w") as fh:
+                fh.write(FLAGS.flags_into_string())
         trainer = Trainer(model_fn, schedule, strategy, loop)
         terms = trainer.run()
     except (ValueError, TrainingError) as e:

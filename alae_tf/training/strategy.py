@@ -13,8 +13,11 @@ flags.DEFINE_enum("strategy", "auto", ["auto", "mirrored", "multiworker", "onede
 
 
 def make_strategy(name: str) -> tf.distribute.Strategy:
-    """The strategy called ``name``; a one-line ValueError when it cannot be built."""
-    gpus = tf.config.list_logical_devices("GPU")
+    """The strategy called ``name``; a one-line ValueError when it cannot be built.
+
+    Call it before anything else touches TensorFlow's runtime: MultiWorkerMirroredStrategy must
+    configure collective ops at program start-up.
+    """
     if name == "multiworker":
         if "TF_CONFIG" not in os.environ:
             raise ValueError("--strategy=multiworker needs the TF_CONFIG environment variable "
@@ -24,6 +27,7 @@ def make_strategy(name: str) -> tf.distribute.Strategy:
         except json.JSONDecodeError as e:
             raise ValueError(f"TF_CONFIG is not valid JSON: {e}") from None
         return tf.distribute.MultiWorkerMirroredStrategy()
+    gpus = tf.config.list_logical_devices("GPU")
     if name == "mirrored" or (name == "auto" and len(gpus) > 1):
         strategy = tf.distribute.MirroredStrategy()
     elif name in ("auto", "onedevice"):
