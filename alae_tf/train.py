@@ -163,6 +163,7 @@ def _has_dataset(data_dir: str) -> bool:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from alae_tf import runs
     from alae_tf.training.loop import Trainer, TrainingError
 
     try:
@@ -172,6 +173,8 @@ def main(argv):
             with open(os.path.join(loop.output_dir, "flags.txt"), "w") as fh:
                 fh.write(FLAGS.flags_into_string())
         trainer = Trainer(model_fn, schedule, strategy, loop)
+        if trainer.chief:
+            runs.save_config(loop.output_dir, trainer.model.config)
         terms = trainer.run()
     except (ValueError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)

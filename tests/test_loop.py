@@ -136,6 +136,15 @@ def test_cli_trains_mlp_and_resumes(dataset, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "resuming at 0.1 kimg" in result.stderr
     assert tf.train.latest_checkpoint(str(run / "checkpoints")).endswith("ckpt-192")
+    # The run rebuilds from its model.json and checkpoint: EMA weights as saved.
+    from alae_tf.runs import load_run
+
+    model = load_run(str(run))
+    assert model.config.latent_size == 8 and model.config.model == "alae_mlp"
+    reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(str(run / "checkpoints")))
+    saved = reader.get_tensor("ema_G/weights_by_name/dense0..kernel/.ATTRIBUTES/VARIABLE_VALUE")
+    np.testing.assert_array_equal(model.ema.G.dense[0].kernel.numpy(), saved)
+    assert model.reconstruct(tf.zeros([2, 16, 16, 1])).shape == (2, 16, 16, 1)
 
 
 @pytest.mark.parametrize("extra, message", [
