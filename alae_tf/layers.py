@@ -44,8 +44,13 @@ _ACTIVATIONS = (None, "linear", "lrelu")
 
 
 def lrelu(x: tf.Tensor) -> tf.Tensor:
-    """Leaky ReLU with slope 0.2."""
-    return tf.nn.leaky_relu(x, alpha=0.2)
+    """Leaky ReLU with slope 0.2.
+
+    Written as max(x, 0.2 x) rather than tf.nn.leaky_relu: grappler's remapper fuses
+    conv + bias + LeakyRelu and then fails ("remapper failed: ... LeakyReluGrad") on graphs
+    that also hold the activation's gradient, which leaves the whole graph unoptimized.
+    """
+    return tf.maximum(x, 0.2 * x)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -257,9 +262,10 @@ class EqualizedConv2D(keras.layers.Layer):
             if self.down:
                 y = downscale2d(y, 2)
         if self.bias is not None:
-            y = y + tf.cast(self.bias, self.compute_dtype) * tf.cast(
-                self.lr_multiplier, self.compute_dtype
-            )
+            # bias_add, not "+": grappler's conv + bias + activation fusion fails on the
+            # add form when the activation's gradient is also in the graph.
+            y = tf.nn.bias_add(y, tf.cast(self.bias, self.compute_dtype) * tf.cast(
+                self.lr_multiplier, self.compute_dtype))
         return _activate(y, self.activation)
 
     def compute_output_shape(self, input_shape):
