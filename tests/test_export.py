@@ -92,6 +92,10 @@ import json, sys
 import numpy as np
 import tensorflow as tf
 assert "alae_tf" not in sys.modules
+# As in a process where alae_tf is not installed (it may be, editable, in this environment):
+# any import of alae_tf or tfrecords_tools fails.
+sys.modules["alae_tf"] = None
+sys.modules["tfrecords_tools"] = None
 try:
     import alae_tf
     raise SystemExit("alae_tf importable")
