@@ -226,25 +226,32 @@ def _decode_feature(buf, start, end):
     return kind, values
 
 
+def _feature_entries(buf):
+    """(key bytes or None, (start, end) of the Feature or None) of each entry of the feature
+    map of a serialized tf.train.Example."""
+    for field, wire, val in _iter_fields(buf, 0, len(buf)):
+        if field != 1 or wire != 2:
+            continue
+        for f, w, entry in _iter_fields(buf, *val):
+            if f != 1 or w != 2:
+                continue
+            key = feature = None
+            for ef, ew, ev in _iter_fields(buf, *entry):
+                if ef == 1 and ew == 2:
+                    key = bytes(buf[ev[0]:ev[1]])
+                elif ef == 2 and ew == 2:
+                    feature = ev
+            yield key, feature
+
+
 def decode_example(serialized: bytes) -> dict:
     """{key: list of values} of a serialized tf.train.Example; DatasetError if malformed."""
     buf = memoryview(serialized)
     out = {}
     try:
-        for field, wire, val in _iter_fields(buf, 0, len(buf)):
-            if field != 1 or wire != 2:
-                continue
-            for f, w, entry in _iter_fields(buf, *val):
-                if f != 1 or w != 2:
-                    continue
-                key, feature = None, (0, 0)
-                for ef, ew, ev in _iter_fields(buf, *entry):
-                    if ef == 1 and ew == 2:
-                        key = bytes(buf[ev[0]:ev[1]]).decode("utf-8", "replace")
-                    elif ef == 2 and ew == 2:
-                        feature = ev
-                if key is not None:
-                    out[key] = _decode_feature(buf, *feature)[1]
+        for key, feature in _feature_entries(buf):
+            if key is not None:
+                out[key.decode("utf-8", "replace")] = _decode_feature(buf, *(feature or (0, 0)))[1]
     except _Malformed as e:
         raise DatasetError(f"malformed tf.train.Example ({e})") from None
     return out
@@ -259,42 +266,31 @@ def example_layout(serialized: bytes) -> dict | None:
     buf = memoryview(serialized)
     data = label = None
     try:
-        for field, wire, val in _iter_fields(buf, 0, len(buf)):
-            if field != 1 or wire != 2:
+        for key, feature in _feature_entries(buf):
+            if feature is None:
                 continue
-            for f, w, entry in _iter_fields(buf, *val):
-                if f != 1 or w != 2:
-                    continue
-                key, feature = None, None
-                for ef, ew, ev in _iter_fields(buf, *entry):
-                    if ef == 1 and ew == 2:
-                        key = bytes(buf[ev[0]:ev[1]])
-                    elif ef == 2 and ew == 2:
-                        feature = ev
-                if feature is None:
-                    continue
-                kinds = list(_iter_fields(buf, *feature))
-                if key == KEY_DATA.encode():
-                    if len(kinds) != 1 or kinds[0][0] != 1:
-                        return None
-                    values = list(_iter_fields(buf, *kinds[0][2]))
-                    if len(values) != 1 or values[0][1] != 2:
-                        return None
-                    data = values[0][2]
-                elif key == KEY_LABEL.encode():
-                    if len(kinds) != 1 or kinds[0][0] != 3:
-                        return None
-                    a, b = kinds[0][2]
-                    values = list(_iter_fields(buf, a, b))
-                    if len(values) != 1:
-                        return None
-                    vf, vw, vv = values[0]
-                    if vw == 2 and vv[1] - vv[0] == 1:  # packed, one byte
-                        label = vv[0]
-                    elif vw == 0 and b - a == 2:  # unpacked: tag byte + one value byte
-                        label = a + 1
-                    else:
-                        return None
+            kinds = list(_iter_fields(buf, *feature))
+            if key == KEY_DATA.encode():
+                if len(kinds) != 1 or kinds[0][0] != 1:
+                    return None
+                values = list(_iter_fields(buf, *kinds[0][2]))
+                if len(values) != 1 or values[0][1] != 2:
+                    return None
+                data = values[0][2]
+            elif key == KEY_LABEL.encode():
+                if len(kinds) != 1 or kinds[0][0] != 3:
+                    return None
+                a, b = kinds[0][2]
+                values = list(_iter_fields(buf, a, b))
+                if len(values) != 1:
+                    return None
+                vf, vw, vv = values[0]
+                if vw == 2 and vv[1] - vv[0] == 1:  # packed, one byte
+                    label = vv[0]
+                elif vw == 0 and b - a == 2:  # unpacked: tag byte + one value byte
+                    label = a + 1
+                else:
+                    return None
     except _Malformed:
         return None
     if data is None:
