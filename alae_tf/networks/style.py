@@ -77,15 +77,35 @@ class GeneratorBlock(keras.layers.Layer):
         return {**super().get_config(), "filters": self.filters, "first": self.first, "fused": self.fused}
 
 
-@keras.saving.register_keras_serializable(package="alae_tf")
-class StyleGenerator(keras.layers.Layer):
-    """G: styles (N, 2 * layer_count, latent) -> images (N, R, R, channels) at LOD ``lod``."""
+class _Progressive(keras.layers.Layer):
+    """The architecture arguments G and E share, and their serialization."""
 
     def __init__(self, layer_count: int, latent_size: int, channels: int = 3, start_channels: int = 64,
                  max_channels: int = 512, fused_from: int = 4, **kwargs):
         super().__init__(**kwargs)
         self.layer_count, self.latent_size, self.channels = layer_count, latent_size, channels
         self.start_channels, self.max_channels, self.fused_from = start_channels, max_channels, fused_from
+
+    @property
+    def top_lod(self) -> int:
+        return self.layer_count - 1
+
+    def build(self, *args, **kwargs):
+        self.built = True  # Networks builds every LOD by calling it once per LOD
+
+    def get_config(self):
+        return {**super().get_config(), "layer_count": self.layer_count, "latent_size": self.latent_size,
+                "channels": self.channels, "start_channels": self.start_channels,
+                "max_channels": self.max_channels, "fused_from": self.fused_from}
+
+
+@keras.saving.register_keras_serializable(package="alae_tf")
+class StyleGenerator(_Progressive):
+    """G: styles (N, 2 * layer_count, latent) -> images (N, R, R, channels) at LOD ``lod``."""
+
+    def __init__(self, layer_count: int, latent_size: int, channels: int = 3, start_channels: int = 64,
+                 max_channels: int = 512, fused_from: int = 4, **kwargs):
+        super().__init__(layer_count, latent_size, channels, start_channels, max_channels, fused_from, **kwargs)
         self.num_styles = 2 * layer_count
         self.blocks, self.to_rgb = [], []
         for lod in range(layer_count):
@@ -94,13 +114,6 @@ class StyleGenerator(keras.layers.Layer):
                 filters, first=lod == 0, fused=4 * 2 ** lod >= fused_from, name=f"block{lod}"))
             self.to_rgb.append(ToRGB(channels, name=f"to_rgb{lod}"))
         self.upscale = Upscale2D()
-
-    @property
-    def top_lod(self) -> int:
-        return self.layer_count - 1
-
-    def build(self, *args, **kwargs):
-        self.built = True  # Networks builds every LOD by calling it once per LOD
 
     def call(self, styles, lod: int | None = None, alpha=1.0, noise=True):
         """``noise``: False (none), True (random) or a stateless seed of shape [2]."""
@@ -114,11 +127,6 @@ class StyleGenerator(keras.layers.Layer):
             low = self.upscale(self.to_rgb[lod - 1](prev))
             image = low + (image - low) * tf.cast(alpha, image.dtype)
         return image
-
-    def get_config(self):
-        return {**super().get_config(), "layer_count": self.layer_count, "latent_size": self.latent_size,
-                "channels": self.channels, "start_channels": self.start_channels,
-                "max_channels": self.max_channels, "fused_from": self.fused_from}
 
 
 @keras.saving.register_keras_serializable(package="alae_tf")
@@ -166,7 +174,7 @@ class EncoderBlock(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="alae_tf")
-class StyleEncoder(keras.layers.Layer):
+class StyleEncoder(_Progressive):
     """E: images at LOD ``lod`` -> w (N, latent), the sum of every active block's styles.
 
     During a fade-in the new block's features are blended with fromRGB of the 2x-downscaled
@@ -175,9 +183,7 @@ class StyleEncoder(keras.layers.Layer):
 
     def __init__(self, layer_count: int, latent_size: int, channels: int = 3, start_channels: int = 64,
                  max_channels: int = 512, fused_from: int = 4, **kwargs):
-        super().__init__(**kwargs)
-        self.layer_count, self.latent_size, self.channels = layer_count, latent_size, channels
-        self.start_channels, self.max_channels, self.fused_from = start_channels, max_channels, fused_from
+        super().__init__(layer_count, latent_size, channels, start_channels, max_channels, fused_from, **kwargs)
         self.blocks, self.from_rgb = [], []
         for lod in range(layer_count):
             filters = channels_at(lod, layer_count, start_channels, max_channels)
@@ -186,13 +192,6 @@ class StyleEncoder(keras.layers.Layer):
             self.blocks.append(EncoderBlock(filters, out, latent_size, last=lod == 0,
                                             fused=4 * 2 ** lod >= fused_from, name=f"block{lod}"))
         self.downscale = Downscale2D()
-
-    @property
-    def top_lod(self) -> int:
-        return self.layer_count - 1
-
-    def build(self, *args, **kwargs):
-        self.built = True  # Networks builds every LOD by calling it once per LOD
 
     def call(self, images, lod: int | None = None, alpha=1.0):
         lod = self.top_lod if lod is None else lod
@@ -206,8 +205,3 @@ class StyleEncoder(keras.layers.Layer):
             x, wi = self.blocks[i](x)
             w = w + wi
         return w
-
-    def get_config(self):
-        return {**super().get_config(), "layer_count": self.layer_count, "latent_size": self.latent_size,
-                "channels": self.channels, "start_channels": self.start_channels,
-                "max_channels": self.max_channels, "fused_from": self.fused_from}
