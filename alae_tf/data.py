@@ -33,10 +33,10 @@ SHUFFLE_BUFFER_MAX = 10000  # ... and at most this many records
 _PARALLEL_READ_BYTES = 16 << 10  # read files in parallel when records are at least this big
 
 
-def describe(path) -> DatasetInfo:
+def describe(path, check_sizes: bool = True) -> DatasetInfo:
     """DatasetInfo of the dataset at `path` (see module doc); DatasetError if it is missing,
-    incomplete or inconsistent."""
-    return fmt.describe(path)
+    incomplete or inconsistent (check_sizes=False: files may differ from the manifest's sizes)."""
+    return fmt.describe(path, check_sizes=check_sizes)
 
 
 def shard_files(files, num_pipelines: int, pipeline_id: int):
@@ -107,8 +107,8 @@ def _template(files, n_pix, labels):
 def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
                  labels: bool = False, shuffle: bool = True, repeat: bool = True,
                  seed: int | None = None, input_context: tf.distribute.InputContext | None = None,
-                 shuffle_buffer: int | None = None, info: DatasetInfo | None = None
-                 ) -> tf.data.Dataset:
+                 shuffle_buffer: int | None = None, info: DatasetInfo | None = None,
+                 limits: dict[str, int] | None = None) -> tf.data.Dataset:
     """tf.data.Dataset over level lod + 2 of the dataset at `path`.
 
     Yields images (batch_size, H, W, C) float32 in [-1, 1] (uint8 x / 127.5 - 1), or
@@ -125,7 +125,8 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     mirror: random horizontal flip per image. seed: makes file order, shuffle and flips
     reproducible (and the interleave deterministic). shuffle_buffer: records in the shuffle
     buffer; default min(count, 256 MiB of records, 10000). info: a DatasetInfo from describe
-    to skip re-describing."""
+    to skip re-describing. limits: read only the first limits[file] records of those files
+    (see usable_records: how training skips corrupt records)."""
     info = info or describe(path)
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DatasetError(f"batch_size {batch_size!r} must be a positive int")
@@ -150,7 +151,8 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     seeds = [None] * 3 if seed is None else [(seed * 1000003 + 7919 * k + i) % (2 ** 31)
                                              for i in (1, 2, 3)]
 
-    ds = tf.data.Dataset.from_tensor_slices(tf.constant(files, tf.string))
+    take = [-1 if limits is None else limits.get(f, -1) for f in files]
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(files, tf.string), tf.constant(take, tf.int64)))
     if shuffle and not shard_records and len(files) > 1:
         ds = ds.shuffle(len(files), seed=seeds[0], reshuffle_each_iteration=True)
     # Files one after the other (cheapest per record) when not shuffling, or when the shuffle
@@ -159,11 +161,13 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     whole = shuffle_buffer >= records_here
     cycle = max(1, min(len(files), 64)) if shuffle and not whole else 1
     parallel = record_bytes >= _PARALLEL_READ_BYTES and cycle > 1
-    if cycle == 1:
-        ds = tf.data.TFRecordDataset(ds, buffer_size=1 << 20)
+    if cycle == 1 and limits is None:
+        ds = tf.data.TFRecordDataset(ds.map(lambda f, _: f), buffer_size=1 << 20)
+    elif cycle == 1:
+        ds = ds.flat_map(lambda f, n: tf.data.TFRecordDataset(f, buffer_size=1 << 20).take(n))
     else:
         ds = ds.interleave(
-            lambda f: tf.data.TFRecordDataset(f, buffer_size=1 << 20),
+            lambda f, n: tf.data.TFRecordDataset(f, buffer_size=1 << 20).take(n),
             cycle_length=cycle, block_length=1,
             num_parallel_calls=tf.data.AUTOTUNE if parallel else None,
             deterministic=(True if deterministic else None) if parallel else None)
@@ -268,6 +272,25 @@ def diagnose(path, lod: int | None = None, error: BaseException | None = None,
     detail = "" if error is None else f": {type(error).__name__}: " + \
         " ".join(str(error).split())[:300]
     return DatasetError(f"{info.prefix}: reading failed but no bad record was found{detail}")
+
+
+def usable_records(path, lod: int, labels: bool = False) -> tuple[dict[str, int], list[str]]:
+    """For skipping corrupt records: {file: records readable before its first bad record} for
+    the files of level lod + 2 that have one, and a line per such file saying what is skipped."""
+    from tfrecords_tools.inspect import first_problem
+
+    info = describe(path, check_sizes=False)
+    level = info.level_for_lod(lod)
+    limits, notes = {}, []
+    for f, total in zip(info.files[level], info.records[level]):
+        problem = first_problem(f, info.shape_at(level), labels)
+        if problem:
+            index, message = problem
+            limits[f] = index
+            lost = (total - index) if total else None
+            notes.append(f"{message}; skipping {'the rest of the file' if lost is None else f'{lost} record(s)'} "
+                         f"(records {index}..end)")
+    return limits, notes
 
 
 def checked(iterable, path, lod: int | None = None, labels: bool = False):

@@ -3,7 +3,9 @@
     python -m alae_tf.export --run_dir=RUN [--output=DIR] [--checkpoint=PATH] [--keras=false]
 
 The SavedModel holds the EMA mapping, generator and encoder at the run's top resolution, the
-running average of w and deterministic (noise-free) signatures; see docs/export.md.
+running average of w and deterministic (noise-free) signatures; see docs/export.md. A baseline
+(ae, dae, sae, vae, ...) exports generate(z), and encode / decode / reconstruct when it has an
+encoder (BaselineExportModule; no .keras file).
 """
 from __future__ import annotations
 
@@ -106,6 +108,62 @@ class ExportModule(tf.Module):
                 "serving_default": self.reconstruct}
 
 
+class BaselineExportModule(tf.Module):
+    """A baseline model's inference functions (its ``generate``, ``encode``, ``decode``) as
+    signatures with ALAE's names: generate(z); encode(images) -> w (the model's code), encode_float,
+    decode(w), reconstruct(images) and serving_default = reconstruct when it can encode, else
+    serving_default = generate."""
+
+    def __init__(self, model):
+        super().__init__(name="baseline")
+        c = model.config
+        self._model = model
+        # The model's state without its optimizers: every variable the functions read.
+        self.state = {k: v for k, v in model.checkpoint_items().items()
+                      if not isinstance(v, keras.optimizers.Optimizer)}
+        self.model_name = tf.Variable(c.model, trainable=False, name="model_name")
+        self.can_encode = tf.Variable(bool(model.can_encode), trainable=False, name="can_encode")
+        self.resolution = tf.Variable(int(c.resolution), trainable=False, name="resolution")
+        self.channels = tf.Variable(int(c.channels), trainable=False, name="channels")
+        self.latent_size = tf.Variable(int(c.latent_size), trainable=False, name="latent_size")
+        r, ch, lat = c.resolution, c.channels, c.latent_size
+        z_spec = tf.TensorSpec([None, lat], tf.float32, name="z")
+        self.generate = tf.function(self._generate, input_signature=[z_spec])
+        self._signatures = {"generate": self.generate, "serving_default": self.generate}
+        if model.can_encode:
+            img_spec = tf.TensorSpec([None, r, r, ch], tf.uint8, name="images")
+            self.encode = tf.function(self._encode, input_signature=[img_spec])
+            self.encode_float = tf.function(self._encode_float, input_signature=[
+                tf.TensorSpec([None, r, r, ch], tf.float32, name="images")])
+            w_spec = tf.TensorSpec([None, lat], tf.float32, name="w")
+            self.decode = tf.function(self._decode, input_signature=[w_spec])
+            self.reconstruct = tf.function(self._reconstruct, input_signature=[img_spec])
+            self._signatures.update(encode=self.encode, encode_float=self.encode_float, decode=self.decode,
+                                    reconstruct=self.reconstruct, serving_default=self.reconstruct)
+
+    @staticmethod
+    def _images(x):
+        return {"images": to_uint8(x), "images_float": tf.cast(x, tf.float32)}
+
+    def _generate(self, z):
+        return self._images(self._model.generate(z, truncation=False, noise=False))
+
+    def _encode(self, images):
+        return {"w": tf.cast(self._model.encode(to_float(images)), tf.float32)}
+
+    def _encode_float(self, images):
+        return {"w": tf.cast(self._model.encode(images), tf.float32)}
+
+    def _decode(self, w):
+        return self._images(self._model.decode(w))
+
+    def _reconstruct(self, images):
+        return self._decode(self._encode(images)["w"])
+
+    def signatures(self) -> dict:
+        return dict(self._signatures)
+
+
 @keras.saving.register_keras_serializable(package="alae_tf")
 class ALAEReconstructor(keras.Model):
     """The EMA encoder and generator at one LOD: float images [-1, 1] -> {w, reconstruction}.
@@ -151,16 +209,20 @@ def keras_model(model) -> ALAEReconstructor:
 
 
 def export(model, output: str, keras_file: bool = True) -> dict:
-    """Writes the SavedModel to ``output`` (replacing it atomically); returns what it wrote."""
+    """Writes the SavedModel to ``output`` (replacing it atomically); returns what it wrote.
+    ``keras_file``: also the .keras file of ALAE's encoder + generator (ALAE only)."""
     output = os.path.abspath(output)
     parent = os.path.dirname(output)
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
     written = {"saved_model": output}
+    from alae_tf.models.alae import ALAE
+
+    alae = isinstance(model, ALAE)
     try:
-        module = ExportModule(model)
+        module = ExportModule(model) if alae else BaselineExportModule(model)
         tf.saved_model.save(module, tmp, signatures=module.signatures())
-        if keras_file:
+        if keras_file and alae:
             keras_model(model).save(os.path.join(tmp, KERAS_FILE))
             written["keras"] = os.path.join(output, KERAS_FILE)
         if os.path.exists(output):

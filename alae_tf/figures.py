@@ -6,7 +6,9 @@
     python -m alae_tf.figures interpolate --model=... --images=FOLDER | --data_dir=DATASET [--steps]
     python -m alae_tf.figures stylemix    --model=... [--seed --sources --destinations --truncation_psi]
 
-Every figure is deterministic (no per-pixel noise). See docs/export.md.
+Every figure is deterministic (no per-pixel noise). Baselines (ae, dae, sae, vae, ...) have
+generate, and reconstruct / interpolate when they encode; stylemix needs ALAE's style model.
+See docs/export.md.
 """
 from __future__ import annotations
 
@@ -28,7 +30,21 @@ CROSSOVERS = (("coarse", 0, 4), ("middle", 4, 8), ("fine", 8, None))
 # Backends: one interface over an in-process ALAE and a loaded SavedModel (float images [-1, 1])
 # ----------------------------------------------------------------------------------------------
 
-class RunBackend:
+class _StyleBackend:
+    """Samples and decodings of an ALAE backend (map + synthesize)."""
+
+    has_styles = True
+    can_encode = True
+    name = "alae"
+
+    def sample(self, z, psi: float | None = None):
+        return self.synthesize(styles_of(self, z, self.default_psi if psi is None else psi))
+
+    def decode(self, w):
+        return self.synthesize(tile(self, w))
+
+
+class RunBackend(_StyleBackend):
     """The EMA networks of a run directory."""
 
     def __init__(self, model):
@@ -53,11 +69,11 @@ class RunBackend:
         return self.model.encode(x).numpy()
 
 
-class SavedModelBackend:
+class SavedModelBackend(_StyleBackend):
     """A SavedModel written by alae_tf.export."""
 
-    def __init__(self, path: str):
-        self.sm = tf.saved_model.load(path)
+    def __init__(self, path: str, sm=None):
+        self.sm = tf.saved_model.load(path) if sm is None else sm
         self.resolution = int(self.sm.resolution.numpy())
         self.latent_size = int(self.sm.latent_size.numpy())
         self.num_styles = int(self.sm.num_styles.numpy())
@@ -77,17 +93,78 @@ class SavedModelBackend:
         return self.sm.encode(tf.constant(images_uint8, tf.uint8))["w"].numpy()
 
 
+class _Baseline:
+    """Samples and codes of a baseline model (no styles, no truncation)."""
+
+    has_styles = False
+    default_psi = None
+
+    def sample(self, z, psi: float | None = None):
+        if psi is not None:
+            raise ValueError(f"--truncation_psi: the {self.name} model has no truncation (ALAE only)")
+        return self._generate(np.asarray(z, np.float32))
+
+
+class BaselineRunBackend(_Baseline):
+    """A baseline model of a run directory."""
+
+    def __init__(self, model):
+        self.model = model
+        c = model.config
+        self.name, self.resolution, self.channels = c.model, c.resolution, c.channels
+        self.latent_size = c.latent_size
+        self.can_encode = bool(model.can_encode)
+
+    def _generate(self, z):
+        return np.asarray(self.model.generate(tf.constant(z), truncation=False, noise=False))
+
+    def encode(self, images_uint8):
+        return np.asarray(self.model.encode(tf.constant(images_uint8, tf.float32) / 127.5 - 1.0))
+
+    def decode(self, w):
+        return np.asarray(self.model.decode(tf.constant(w, tf.float32)))
+
+
+class BaselineSavedModelBackend(_Baseline):
+    """A baseline's SavedModel written by alae_tf.export."""
+
+    def __init__(self, sm):
+        self.sm = sm
+        self.name = sm.model_name.numpy().decode()
+        self.resolution, self.channels = int(sm.resolution.numpy()), int(sm.channels.numpy())
+        self.latent_size, self.can_encode = int(sm.latent_size.numpy()), bool(sm.can_encode.numpy())
+
+    def _generate(self, z):
+        return self.sm.generate(tf.constant(z))["images_float"].numpy()
+
+    def encode(self, images_uint8):
+        return self.sm.encode(tf.constant(images_uint8, tf.uint8))["w"].numpy()
+
+    def decode(self, w):
+        return self.sm.decode(tf.constant(w, tf.float32))["images_float"].numpy()
+
+
 def open_model(path: str, checkpoint: str | None = None):
     """A backend for a run directory (model.json) or an exported SavedModel (saved_model.pb)."""
     if os.path.exists(os.path.join(path, "saved_model.pb")):
         try:
-            return SavedModelBackend(path)
+            sm = tf.saved_model.load(path)
+            if hasattr(sm, "model_name") and not hasattr(sm, "num_styles"):
+                return BaselineSavedModelBackend(sm)
+            return SavedModelBackend(path, sm)
         except (AttributeError, tf.errors.OpError) as e:
             raise ValueError(f"{path}: not a SavedModel of alae_tf.export "
                              f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
+    from alae_tf.models.alae import ALAE
     from alae_tf.runs import load_run
 
-    return RunBackend(load_run(path, checkpoint))
+    model = load_run(path, checkpoint)
+    return RunBackend(model) if isinstance(model, ALAE) else BaselineRunBackend(model)
+
+
+def _need_encoder(backend, kind: str):
+    if not backend.can_encode:
+        raise ValueError(f"{kind} needs a model with an encoder: {backend.name} has none")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -113,7 +190,7 @@ def styles_of(backend, z, psi: float):
 
 
 def decode(backend, w):
-    return backend.synthesize(tile(backend, w))
+    return backend.decode(w)
 
 
 def read_folder(folder: str, resolution: int, channels: int, count: int | None = None) -> np.ndarray:
@@ -162,13 +239,12 @@ def read_images(backend, folder: str | None, data_dir: str | None, count: int) -
 
 def samples_figure(backend, seed: int = 0, count: int = 16, psi: float | None = None,
                    columns: int | None = None) -> np.ndarray:
-    psi = backend.default_psi if psi is None else psi
-    images = backend.synthesize(styles_of(backend, latents(backend, seed, count), psi))
-    return grid(to_uint8(images), columns)
+    return grid(to_uint8(backend.sample(latents(backend, seed, count), psi)), columns)
 
 
 def reconstruction_figure(backend, images: np.ndarray, pairs_per_row: int = 4) -> np.ndarray:
     """Each original beside its reconstruction, ``pairs_per_row`` pairs a row."""
+    _need_encoder(backend, "reconstruct")
     recon = to_uint8(decode(backend, backend.encode(images)))
     both = np.stack([images, recon], axis=1).reshape((-1,) + images.shape[1:])
     return grid(both, 2 * min(pairs_per_row, len(images)))
@@ -176,6 +252,7 @@ def reconstruction_figure(backend, images: np.ndarray, pairs_per_row: int = 4) -
 
 def interpolation_figure(backend, images: np.ndarray, steps: int = 8) -> np.ndarray:
     """Row: first original, ``steps`` decodings of lerp(w_a, w_b, t) for t in [0, 1], second original."""
+    _need_encoder(backend, "interpolate")
     if len(images) < 2:
         raise ValueError("interpolation needs two images")
     if steps < 2:
@@ -202,6 +279,8 @@ def stylemix_figure(backend, seed: int = 0, sources: int = 4, destinations: int 
     """StyleGAN's grid: top row the sources, left column the destinations, one block of
     destination rows per crossover (coarse, middle, fine); each cell is the destination's styles
     with the source's copied into the crossover's slots."""
+    if not backend.has_styles:
+        raise ValueError(f"stylemix needs ALAE's style model: the {backend.name} model has no styles")
     if backend.mlp or backend.num_styles < 2:
         raise ValueError("stylemix needs the style model: the MLP model has a single style")
     psi = backend.default_psi if psi is None else psi
@@ -245,6 +324,8 @@ def make_figure(kind: str, flags_) -> np.ndarray:
     if flags_.count < 1:
         raise ValueError("--count must be at least 1")
     backend = open_model(flags_.model, flags_.checkpoint)
+    if kind in ("reconstruct", "interpolate"):
+        _need_encoder(backend, kind)
     if kind == "generate":
         return samples_figure(backend, flags_.seed, flags_.count, flags_.truncation_psi)
     if kind == "reconstruct":

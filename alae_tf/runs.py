@@ -8,11 +8,28 @@ import os
 import tensorflow as tf
 
 from alae_tf.models.alae import ALAE, ALAEConfig
+from alae_tf.models.autoencoders import Autoencoder, AutoencoderConfig
+from alae_tf.models.dcgan import DCGAN, DCGANConfig
+from alae_tf.models.stylegan import StyleGAN, StyleGANConfig
+from alae_tf.models.vaegan import VAEGAN, VAEGANConfig
 
 MODEL_FILE = "model.json"
 
+# model.json's "model" -> (config class, model class).
+MODELS = {
+    "alae_style": (ALAEConfig, ALAE),
+    "alae_mlp": (ALAEConfig, ALAE),
+    "ae": (AutoencoderConfig, Autoencoder),
+    "dae": (AutoencoderConfig, Autoencoder),
+    "sae": (AutoencoderConfig, Autoencoder),
+    "vae": (AutoencoderConfig, Autoencoder),
+    "vaegan": (VAEGANConfig, VAEGAN),
+    "dcgan": (DCGANConfig, DCGAN),
+    "stylegan": (StyleGANConfig, StyleGAN),
+}
 
-def save_config(run_dir: str, config: ALAEConfig):
+
+def save_config(run_dir: str, config):
     """Writes the model's configuration into the run directory (atomically)."""
     os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, MODEL_FILE)
@@ -21,25 +38,30 @@ def save_config(run_dir: str, config: ALAEConfig):
     os.replace(path + ".tmp", path)
 
 
-def load_config(run_dir: str) -> ALAEConfig:
+def load_config(run_dir: str):
+    """The config dataclass of ``run_dir``'s model.json; its "model" field selects the class."""
     path = os.path.join(run_dir, MODEL_FILE)
     if not os.path.exists(path):
         raise ValueError(f"{run_dir} is not a run directory of alae_tf.train (no {MODEL_FILE})")
     with open(path) as fh:
         values = json.load(fh)
-    known = {f.name for f in dataclasses.fields(ALAEConfig)}
-    values = {k: v for k, v in values.items() if k in known}
-    values["mlp_hidden"] = tuple(values.get("mlp_hidden", (1024, 1024)))
-    return ALAEConfig(**values)
+    name = values.get("model", "alae_style")
+    if name not in MODELS:
+        raise ValueError(f"{path}: unknown model {name!r} (known: {', '.join(MODELS)})")
+    config_cls = MODELS[name][0]
+    known = {f.name for f in dataclasses.fields(config_cls)}
+    # JSON has no tuples: lists go back to the tuples the dataclasses hold.
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
+    return config_cls(**values)
 
 
-def load_run(run_dir: str, checkpoint: str | None = None) -> ALAE:
-    """The trained ALAE of ``run_dir`` (float32, no XLA) at ``checkpoint`` or the latest one."""
+def load_run(run_dir: str, checkpoint: str | None = None):
+    """The trained model of ``run_dir`` (float32, no XLA) at ``checkpoint`` or the latest one."""
     config = dataclasses.replace(load_config(run_dir), jit=False, mixed_precision=False)
     path = checkpoint or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if not path:
         raise ValueError(f"no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
-    model = ALAE(config)
+    model = MODELS[config.model][1](config)
     try:
         tf.train.Checkpoint(**model.checkpoint_items()).restore(path).expect_partial()
     except (tf.errors.OpError, ValueError, AssertionError) as e:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import subprocess
 import sys
 
@@ -16,7 +17,8 @@ from alae_tf.training import strategy as strategy_lib  # defines --strategy
 FLAGS = flags.FLAGS
 
 # Model.
-flags.DEFINE_enum("model", "alae_style", ["alae_style", "alae_mlp"], "Network family.")
+flags.DEFINE_enum("model", "alae_style", ["alae_style", "alae_mlp", "ae", "dae", "sae", "vae", "vaegan", "dcgan",
+                                          "stylegan"], "Network family: ALAE or a baseline.")
 flags.DEFINE_integer("latent_size", 512, "Size of z and w.")
 flags.DEFINE_integer("layer_count", 9, "Style model LODs: resolution 4 * 2 ** (layer_count - 1).")
 flags.DEFINE_integer("resolution", 0, "Training resolution; 0: from layer_count (style) or the data (mlp).")
@@ -36,6 +38,24 @@ flags.DEFINE_float("lae_weight", 1.0, "Weight of the latent autoencoder loss.")
 flags.DEFINE_boolean("z_regression", False, "Latent AE step regresses z instead of w.")
 flags.DEFINE_float("truncation_psi", 0.7, "Truncation psi for inference.")
 flags.DEFINE_integer("truncation_cutoff", 8, "Style slots below this index are truncated.")
+# Baselines: autoencoders.
+flags.DEFINE_string("ae_arch", "mlp", "ae, dae, sae, vae: mlp (fully connected, --ae_hidden) or conv (stride-2 convs "
+                    "from --start_channels, capped at --max_channels).")
+flags.DEFINE_list("ae_hidden", ["1024", "1024"], "MLP autoencoders: hidden widths from the image to the code.")
+flags.DEFINE_boolean("tied_weights", False, "MLP ae, dae, sae: the decoder uses the encoder's kernels transposed.")
+flags.DEFINE_string("noise", "gaussian", "dae: input corruption, gaussian or dropout.")
+flags.DEFINE_float("noise_level", 0.25, "dae: Gaussian std (pixels in [-1, 1]) or dropout probability.")
+flags.DEFINE_string("sparsity", "l1", "sae: l1 (sum |h| of a linear code) or kl (KL of a sigmoid code's batch "
+                    "mean activation from --sparsity_target).")
+flags.DEFINE_float("sparsity_weight", 1e-3, "sae: weight of the sparsity penalty.")
+flags.DEFINE_float("sparsity_target", 0.05, "sae --sparsity=kl: target mean activation rho.")
+flags.DEFINE_float("vae_sigma", 0.2, "vae: std of the Gaussian decoder p(x|z) (pixels in [-1, 1]).")
+# Baselines: GANs.
+flags.DEFINE_float("recon_vs_gan_weight", 1e-6, "vaegan: weight of the feature-space reconstruction against the "
+                   "GAN term in the decoder's objective (Larsen et al.'s code: 1e-6).")
+flags.DEFINE_float("equilibrium", 0.68, "vaegan: the discriminator BCE the balancing aims at.")
+flags.DEFINE_float("margin", 0.35, "vaegan: a BCE below equilibrium - margin stops the discriminator, one above "
+                   "equilibrium + margin the decoder's GAN term.")
 # Schedule.
 flags.DEFINE_list("batch_sizes", ["128"], "Global batch per LOD (a shorter list repeats its last value).")
 flags.DEFINE_list("learning_rates", ["0.0015"], "Learning rate per LOD (a shorter list repeats its last).")
@@ -60,6 +80,14 @@ flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
 flags.DEFINE_float("log_seconds", 10, "Seconds between progress lines.")
 flags.DEFINE_boolean("jit", False, "XLA-compile the gradient computations.")
 flags.DEFINE_boolean("mixed_precision", False, "mixed_float16 compute with loss scaling (GPU).")
+# Reliability.
+flags.DEFINE_enum("nan_policy", "stop", ["stop", "rollback"], "On a non-finite loss: stop (keeping the last "
+                  "good checkpoint), or roll back to it and continue with the learning rate halved.")
+flags.DEFINE_integer("max_rollbacks", 3, "With --nan_policy=rollback: rollbacks allowed before stopping.")
+flags.DEFINE_boolean("deterministic", False, "TF op determinism and a data order that a resume reproduces "
+                     "exactly (a resume re-reads the batches consumed since the LOD began).")
+flags.DEFINE_boolean("skip_corrupt_records", False, "Skip corrupt or truncated records (counted and "
+                     "reported) instead of stopping with an error naming the file.")
 
 flags.mark_flags_as_required(["data_dir", "output_dir"])
 
@@ -78,12 +106,94 @@ def prepare_data(data_dir: str, source: str, test_count: int):
         raise ValueError(f"preparing {data_dir} from {source} failed: {tail}")
 
 
+# Progressive models train LOD by LOD up to --layer_count; the others at the data's resolution.
+PROGRESSIVE = ("alae_style", "stylegan")
+
+
+def _alae_config(f, resolution: int, layer_count: int):
+    from alae_tf.models.alae import ALAEConfig
+
+    return ALAEConfig(
+        model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
+        layer_count=layer_count, start_channels=f.start_channels,
+        max_channels=f.max_channels, mapping_layers=f.mapping_layers, fused_from=f.fused_from,
+        r1_gamma=f.r1_gamma, style_mixing_prob=f.style_mixing_prob, ema_halflife_kimg=f.ema_halflife_kimg,
+        ttur=f.ttur, encoder_lr_mult=f.encoder_lr_mult, lae_weight=f.lae_weight, z_regression=f.z_regression,
+        truncation_psi=f.truncation_psi, truncation_cutoff=f.truncation_cutoff,
+        mixed_precision=f.mixed_precision, jit=f.jit, seed=f.seed)
+
+
+def _autoencoder_config(f, resolution: int, layer_count: int):
+    from alae_tf.models.autoencoders import AutoencoderConfig
+
+    try:
+        hidden = tuple(int(h) for h in f.ae_hidden)
+    except ValueError:
+        raise ValueError(f"--ae_hidden must be comma-separated integers, got {','.join(f.ae_hidden)}") from None
+    return AutoencoderConfig(
+        model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
+        ae_arch=f.ae_arch, hidden=hidden, start_channels=f.start_channels, max_channels=f.max_channels,
+        tied_weights=f.tied_weights, noise=f.noise, noise_level=f.noise_level, sparsity=f.sparsity,
+        sparsity_weight=f.sparsity_weight, sparsity_target=f.sparsity_target, vae_sigma=f.vae_sigma,
+        mixed_precision=f.mixed_precision, jit=f.jit, seed=f.seed)
+
+
+def _stylegan_config(f, resolution: int, layer_count: int):
+    from alae_tf.models.stylegan import StyleGANConfig
+
+    return StyleGANConfig(
+        model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
+        layer_count=layer_count, start_channels=f.start_channels, max_channels=f.max_channels,
+        mapping_layers=f.mapping_layers, fused_from=f.fused_from, r1_gamma=f.r1_gamma,
+        style_mixing_prob=f.style_mixing_prob, ema_halflife_kimg=f.ema_halflife_kimg, ttur=f.ttur,
+        truncation_psi=f.truncation_psi, truncation_cutoff=f.truncation_cutoff,
+        mixed_precision=f.mixed_precision, jit=f.jit, seed=f.seed)
+
+
+def _dcgan_config(f, resolution: int, layer_count: int):
+    from alae_tf.models.dcgan import DCGANConfig
+
+    return DCGANConfig(
+        model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
+        start_channels=f.start_channels, max_channels=f.max_channels,
+        mixed_precision=f.mixed_precision, jit=f.jit, seed=f.seed)
+
+
+def _vaegan_config(f, resolution: int, layer_count: int):
+    from alae_tf.models.vaegan import VAEGANConfig
+
+    return VAEGANConfig(
+        model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
+        recon_vs_gan_weight=f.recon_vs_gan_weight, equilibrium=f.equilibrium, margin=f.margin,
+        mixed_precision=f.mixed_precision, jit=f.jit, seed=f.seed)
+
+
+def model_table() -> dict:
+    """--model -> (config builder (flags, resolution, layer_count) -> config, model class)."""
+    from alae_tf.models.alae import ALAE
+    from alae_tf.models.autoencoders import Autoencoder
+    from alae_tf.models.dcgan import DCGAN
+    from alae_tf.models.stylegan import StyleGAN
+    from alae_tf.models.vaegan import VAEGAN
+
+    return {
+        "alae_style": (_alae_config, ALAE),
+        "alae_mlp": (_alae_config, ALAE),
+        "ae": (_autoencoder_config, Autoencoder),
+        "dae": (_autoencoder_config, Autoencoder),
+        "sae": (_autoencoder_config, Autoencoder),
+        "vae": (_autoencoder_config, Autoencoder),
+        "dcgan": (_dcgan_config, DCGAN),
+        "stylegan": (_stylegan_config, StyleGAN),
+        "vaegan": (_vaegan_config, VAEGAN),
+    }
+
+
 def build(argv_flags=FLAGS):
     """Flags -> (model factory, schedule, strategy, loop config), after checking the data."""
     import keras
 
     from alae_tf import data as data_lib
-    from alae_tf.models.alae import ALAE, ALAEConfig
     from alae_tf.schedule import Schedule
     from alae_tf.training.loop import LoopConfig
 
@@ -91,8 +201,14 @@ def build(argv_flags=FLAGS):
     strategy = strategy_lib.make_strategy(f.strategy)  # first: multiworker needs a fresh runtime
     if f.prepare and not _has_dataset(f.data_dir):
         prepare_data(f.data_dir, f.prepare, f.prepare_test_count)
-    info = data_lib.describe(f.data_dir)
-    if f.model == "alae_style":
+    if f.deterministic:
+        import tensorflow as tf
+        tf.config.experimental.enable_op_determinism()
+        keras.utils.set_random_seed(f.seed)
+    info = data_lib.describe(f.data_dir, check_sizes=not f.skip_corrupt_records)
+    table = model_table()
+    progressive = f.model in PROGRESSIVE
+    if progressive:
         resolution = 4 * 2 ** (f.layer_count - 1)
         if f.resolution and f.resolution != resolution:
             raise ValueError(f"--resolution={f.resolution} disagrees with --layer_count={f.layer_count} "
@@ -114,7 +230,7 @@ def build(argv_flags=FLAGS):
             raise ValueError("--mixed_precision needs a GPU (float16 is slower than float32 on CPU)")
         keras.mixed_precision.set_dtype_policy("mixed_float16")
 
-    layer_count = f.layer_count if f.model == "alae_style" else 1
+    layer_count = f.layer_count if progressive else 1
     try:
         batch_sizes = [int(b) for b in f.batch_sizes]
         learning_rates = [float(x) for x in f.learning_rates]
@@ -125,27 +241,22 @@ def build(argv_flags=FLAGS):
     else:
         images_per_lod = f.epochs_per_lod * info.count
         transition = (f.epochs_per_lod // 2) * info.count
-    schedule = Schedule(layer_count, images_per_lod if f.model == "alae_style" else 0, batch_sizes,
+    schedule = Schedule(layer_count, images_per_lod if progressive else 0, batch_sizes,
                         learning_rates, fade=f.fade, transition_images=transition, start_lod=f.start_lod
-                        if f.model == "alae_style" else 0)
+                        if progressive else 0)
     total_images = int(f.total_kimg * 1000) if f.total_kimg > 0 else int(f.epochs * info.count)
-    config = ALAEConfig(
-        model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
-        layer_count=layer_count if f.model == "alae_style" else 1, start_channels=f.start_channels,
-        max_channels=f.max_channels, mapping_layers=f.mapping_layers, fused_from=f.fused_from,
-        r1_gamma=f.r1_gamma, style_mixing_prob=f.style_mixing_prob, ema_halflife_kimg=f.ema_halflife_kimg,
-        ttur=f.ttur, encoder_lr_mult=f.encoder_lr_mult, lae_weight=f.lae_weight, z_regression=f.z_regression,
-        truncation_psi=f.truncation_psi, truncation_cutoff=f.truncation_cutoff,
-        mixed_precision=f.mixed_precision, jit=f.jit, seed=f.seed)
+    config_fn, model_cls = table[f.model]
+    config = config_fn(f, resolution, layer_count)
     loop = LoopConfig(
         output_dir=f.output_dir, data_dir=f.data_dir, total_images=total_images,
         snapshot_images=max(1, int(f.snapshot_kimg * 1000)),
         checkpoint_images=max(1, int(f.checkpoint_kimg * 1000)), keep_checkpoints=f.keep_checkpoints,
-        log_seconds=f.log_seconds, mirror=f.mirror, seed=f.seed,
+        log_seconds=f.log_seconds, mirror=f.mirror, seed=f.seed, nan_policy=f.nan_policy,
+        max_rollbacks=f.max_rollbacks, deterministic=f.deterministic, skip_corrupt_records=f.skip_corrupt_records,
         data_lod_offset=int(math.log2(resolution)) - 2 - config.top_lod)
 
     def model_fn():
-        return ALAE(config, learning_rate=schedule.learning_rates[schedule.phase(0).lod])
+        return model_cls(config, learning_rate=schedule.learning_rates[schedule.phase(0).lod])
 
     return model_fn, schedule, strategy, loop
 
@@ -164,7 +275,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
     from alae_tf import runs
-    from alae_tf.training.loop import Trainer, TrainingError
+    from alae_tf.training.loop import Interrupted, Trainer, TrainingError
 
     try:
         model_fn, schedule, strategy, loop = build()
@@ -179,13 +290,61 @@ def main(argv):
     except (ValueError, TrainingError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except Interrupted as e:
+        logging.warning("%s", e)
+        return 128 + e.signum
     logging.info("done: %s", ", ".join(f"{k} {v:.4f}" for k, v in sorted(terms.items())) or "nothing to do")
     logging.info("run directory: %s", loop.output_dir)
     return 0
 
 
+def check_flagfiles(argv: list[str]):
+    """Every line of every --flagfile (nested too) is blank, a comment or one flag.
+
+    absl would take "--total_kimg=200  # short run" as the value "200  # short run"; this
+    raises ValueError naming the file and line instead.
+    """
+    pending = [a.split("=", 1)[1] for a in argv if a.startswith(("--flagfile=", "-flagfile="))]
+    seen = set()
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        try:
+            with open(path) as fh:
+                lines = fh.read().splitlines()
+        except OSError as e:
+            raise ValueError(f"--flagfile={path}: cannot read ({e.strerror or e})") from None
+        for number, raw in enumerate(lines, 1):
+            line = raw.strip()
+            if not line or line.startswith(("#", "//")):
+                continue
+            if not line.startswith("-"):
+                raise ValueError(f"{path}:{number}: not a flag: {line!r} (flag lines start with --)")
+            if re.search(r"\s(#|//)", line):
+                raise ValueError(f"{path}:{number}: inline comment in {line!r}: put comments on their "
+                                 f"own line (absl would read the comment as part of the value)")
+            if line.startswith(("--flagfile=", "-flagfile=")):
+                pending.append(line.split("=", 1)[1])
+
+
 def run():
-    app.run(lambda argv: sys.exit(main(argv)))
+    try:
+        check_flagfiles(sys.argv[1:])
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+    """absl's parsing, with its errors as one `error:` line and exit status 1."""
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -618,13 +618,15 @@ def _first_record(files):
     return None, None
 
 
-def describe(path: str, *, verify_levels: bool = True) -> DatasetInfo:
+def describe(path: str, *, verify_levels: bool = True, check_sizes: bool = True) -> DatasetInfo:
     """DatasetInfo of the single dataset that `path` designates (see find_datasets).
 
     With a manifest: levels, counts, channels and labels come from it, and every file listed
     must exist with the byte size the manifest records. Without one (StyleGAN or release
     datasets): the framing of every file is scanned to count records. Either way, the first
     record of each level is decoded and checked against [C, 2**r, 2**r] when verify_levels.
+    check_sizes=False accepts files whose size differs from the manifest's (for readers that
+    skip corrupt records).
     Raises DatasetError (one line, naming the path / level / file) on any inconsistency."""
     directory, name = resolve(path)
     prefix = os.path.join(directory, name)
@@ -648,7 +650,7 @@ def describe(path: str, *, verify_levels: bool = True) -> DatasetInfo:
                 except OSError:
                     raise DatasetError(f"{fp}: missing (listed in {mpath}), level r{r:02d}") \
                         from None
-                if "bytes" in e and size != int(e["bytes"]):
+                if check_sizes and "bytes" in e and size != int(e["bytes"]):
                     raise DatasetError(f"{fp}: {size} bytes but the manifest records "
                                        f"{e['bytes']} (truncated or replaced?)")
                 files[r].append(fp)

@@ -36,35 +36,47 @@ _OFFSET_RE = re.compile(r"record at (\d+)")
 def verify_files(files, expect_shape=None, need_label: bool = False) -> str | None:
     """Read every record of `files` with TensorFlow (framing and CRCs) and check it (Example,
     shape, data length, label); the first problem as "FILE: record I: what", or None."""
+    for path in files:
+        problem = first_problem(path, expect_shape, need_label)
+        if problem:
+            return problem[1]
+    return None
+
+
+_RECORD_RE = re.compile(r": record (\d+): ")
+
+
+def first_problem(path: str, expect_shape=None, need_label: bool = False) -> tuple[int, str] | None:
+    """(index, "FILE: record I: what") of the first bad record of one file, or None."""
     import tensorflow as tf
 
-    for path in files:
-        try:
-            frames = fmt.scan_records(path)
-        except fmt.DatasetError as e:
-            return str(e)
-        index_of = {}  # TF reports the header offset (truncation) or data offset (CRC)
-        for i, (off, _) in enumerate(frames):
-            index_of[off - 12] = index_of[off] = i
-        i = 0
-        try:
-            for batch in tf.data.TFRecordDataset(path, buffer_size=1 << 20).batch(64):
-                for rec in batch.numpy():
-                    try:
-                        fields = fmt.decode_example(rec)
-                    except fmt.DatasetError as e:
-                        return f"{path}: record {i}: {e}"
-                    problem = fmt.check_fields(fields, expect_shape, need_label)
-                    if problem:
-                        return f"{path}: record {i}: {problem}"
-                    i += 1
-        except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
-            m = _OFFSET_RE.search(str(e))
-            idx = index_of.get(int(m.group(1)), i) if m else i
-            what = "truncated" if "truncated" in str(e) else "corrupt data (CRC mismatch)"
-            return f"{path}: record {idx}: {what}"
-        if i != len(frames):
-            return f"{path}: record {i}: TensorFlow read {i} records, framing shows {len(frames)}"
+    try:
+        frames = fmt.scan_records(path)
+    except fmt.DatasetError as e:
+        m = _RECORD_RE.search(str(e))
+        return (int(m.group(1)) if m else 0), str(e)
+    index_of = {}  # TF reports the header offset (truncation) or data offset (CRC)
+    for i, (off, _) in enumerate(frames):
+        index_of[off - 12] = index_of[off] = i
+    i = 0
+    try:
+        for batch in tf.data.TFRecordDataset(path, buffer_size=1 << 20).batch(64):
+            for rec in batch.numpy():
+                try:
+                    fields = fmt.decode_example(rec)
+                except fmt.DatasetError as e:
+                    return i, f"{path}: record {i}: {e}"
+                problem = fmt.check_fields(fields, expect_shape, need_label)
+                if problem:
+                    return i, f"{path}: record {i}: {problem}"
+                i += 1
+    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+        m = _OFFSET_RE.search(str(e))
+        idx = index_of.get(int(m.group(1)), i) if m else i
+        what = "truncated" if "truncated" in str(e) else "corrupt data (CRC mismatch)"
+        return idx, f"{path}: record {idx}: {what}"
+    if i != len(frames):
+        return i, f"{path}: record {i}: TensorFlow read {i} records, framing shows {len(frames)}"
     return None
 
 
