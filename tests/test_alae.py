@@ -62,7 +62,7 @@ def _np_lrelu(x):
 def test_r1_matches_numpy_on_tiny_mlp():
     m = ALAE(ALAEConfig(**TINY_MLP, r1_gamma=7.0))
     reals = np.random.default_rng(3).uniform(-1, 1, (5, 8, 8, 1)).astype(np.float32)
-    terms, _, _ = m._d_grads(tf.constant(reals), 1.0, lod=0, global_batch=5)
+    terms, _ = m._d_grads(tf.constant(reals), 1.0, lod=0, global_batch=5)
 
     def dense(layer):  # run-time weights from the stored ones, computed here independently
         k = layer.kernel.numpy().astype(np.float64)

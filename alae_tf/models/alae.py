@@ -257,6 +257,18 @@ class ALAE:
             out.append(part)
         return out
 
+    def _critic(self, images, lod: int, alpha):
+        """D(E(x)): the logits the D and G steps use."""
+        n = self.nets
+        return tf.cast(n.D(n.E(images, lod=lod, alpha=alpha)), tf.float32)
+
+    def _d_groups(self) -> list:
+        """(optimizer, variables) trained by the D step."""
+        return [(self.opt_e, self.nets.E.trainable_variables), (self.opt_d, self.nets.D.trainable_variables)]
+
+    def _fg_variables(self) -> list[tf.Variable]:
+        return self.nets.F.trainable_variables + self.nets.G.trainable_variables
+
     def _d_grads(self, reals, alpha, lod: int, global_batch: int):
         n, c = self.nets, self.config
         z = self._latents(_Z_D, global_batch)
@@ -269,32 +281,31 @@ class ALAE:
         with tf.GradientTape() as tape:
             with tf.GradientTape() as r1_tape:
                 r1_tape.watch(reals)
-                real_logits = tf.cast(n.D(n.E(reals, lod=lod, alpha=alpha)), tf.float32)
+                real_logits = self._critic(reals, lod, alpha)
                 real_sum = tf.reduce_sum(real_logits)
             real_grads = tf.cast(r1_tape.gradient(real_sum, reals), tf.float32)
             r1 = losses.r1_penalty(real_grads, c.r1_gamma)
-            fake_logits = tf.cast(n.D(n.E(fakes, lod=lod, alpha=alpha)), tf.float32)
+            fake_logits = self._critic(fakes, lod, alpha)
             adv = losses.discriminator_logistic(real_logits, fake_logits)
             loss = tf.nn.compute_average_loss(adv + r1, global_batch_size=global_batch)
-        grads_e, grads_d = self._gradients(
-            tape, loss, [(self.opt_e, n.E.trainable_variables), (self.opt_d, n.D.trainable_variables)])
+        grads = self._gradients(tape, loss, self._d_groups())
         terms = {
             "loss_d": tf.nn.compute_average_loss(adv, global_batch_size=global_batch),
             "r1": tf.nn.compute_average_loss(r1, global_batch_size=global_batch),
             "d_real": tf.nn.compute_average_loss(real_logits, global_batch_size=global_batch),
             "d_fake": tf.nn.compute_average_loss(fake_logits, global_batch_size=global_batch),
         }
-        return terms, grads_e, grads_d
+        return terms, grads
 
     def _g_grads(self, alpha, lod: int, global_batch: int):
         n = self.nets
         z = self._latents(_Z_G, global_batch)
         z2 = self._latents(_Z_G_MIX, global_batch)
-        variables = n.F.trainable_variables + n.G.trainable_variables
+        variables = self._fg_variables()
         with tf.GradientTape() as tape:
             w, styles = self.styles(n, z, lod, z2, self._seed(_MIX_G))
             fakes = n.G(styles, lod=lod, alpha=alpha, noise=self._replica_seed(_NOISE_G))
-            fake_logits = tf.cast(n.D(n.E(fakes, lod=lod, alpha=alpha)), tf.float32)
+            fake_logits = self._critic(fakes, lod, alpha)
             loss = tf.nn.compute_average_loss(losses.generator_nonsaturating(fake_logits),
                                               global_batch_size=global_batch)
         (grads,) = self._gradients(tape, loss, [(self.opt_fg, variables)])
@@ -327,16 +338,14 @@ class ALAE:
 
     # ----------------------------------------------------------------------------- steps
     def d_step(self, reals, alpha, lod: int, global_batch: int) -> dict:
-        n = self.nets
-        terms, grads_e, grads_d = self._compiled("d", self._d_grads, lod, global_batch)(reals, alpha)
-        apply(self.opt_e, grads_e, n.E.trainable_variables)
-        apply(self.opt_d, grads_d, n.D.trainable_variables)
+        terms, grads = self._compiled("d", self._d_grads, lod, global_batch)(reals, alpha)
+        for (opt, variables), part in zip(self._d_groups(), grads):
+            apply(opt, part, variables)
         return terms
 
     def g_step(self, alpha, lod: int, global_batch: int) -> dict:
-        n = self.nets
         terms, grads, w_mean = self._compiled("g", self._g_grads, lod, global_batch)(alpha)
-        apply(self.opt_fg, grads, n.F.trainable_variables + n.G.trainable_variables)
+        apply(self.opt_fg, grads, self._fg_variables())
         c = self.config
         self.w_avg.assign(w_mean + (self.w_avg - w_mean) * c.w_avg_decay)
         return terms

@@ -14,14 +14,11 @@ import dataclasses
 import keras
 import tensorflow as tf
 
-from alae_tf import losses
-from alae_tf.models.alae import ALAE, apply, make_adam
+from alae_tf.models.alae import ALAE, make_adam
 from alae_tf.networks import WeightsTrackable
 from alae_tf.networks.mapping import Mapping
 from alae_tf.networks.stylegan import ProgressiveDiscriminator
 from alae_tf.networks.style import StyleGenerator
-
-_Z_D, _Z_D_MIX, _MIX_D, _NOISE_D, _Z_G, _Z_G_MIX, _MIX_G, _NOISE_G = range(8)
 
 
 @dataclasses.dataclass
@@ -155,57 +152,18 @@ class StyleGAN:
     ema_beta = ALAE.ema_beta
 
     # ----------------------------------------------------------------------------- steps
-    def _d_grads(self, reals, alpha, lod: int, global_batch: int):
-        n, c = self.nets, self.config
-        z = self._latents(_Z_D, global_batch)
-        z2 = self._latents(_Z_D_MIX, global_batch)
-        _, styles = self.styles(n, z, lod, z2, self._seed(_MIX_D))
-        fakes = tf.stop_gradient(n.G(styles, lod=lod, alpha=alpha, noise=self._replica_seed(_NOISE_D)))
-        if lod > 0:  # fade the reals like G's output: lerp(upscale(downscale(x)), x, alpha)
-            low = tf.repeat(tf.repeat(tf.nn.avg_pool2d(reals, 2, 2, "VALID"), 2, axis=1), 2, axis=2)
-            reals = low + (reals - low) * alpha
-        with tf.GradientTape() as tape:
-            with tf.GradientTape() as r1_tape:
-                r1_tape.watch(reals)
-                real_logits = tf.cast(n.D(reals, lod=lod, alpha=alpha), tf.float32)
-                real_sum = tf.reduce_sum(real_logits)
-            real_grads = tf.cast(r1_tape.gradient(real_sum, reals), tf.float32)
-            r1 = losses.r1_penalty(real_grads, c.r1_gamma)
-            fake_logits = tf.cast(n.D(fakes, lod=lod, alpha=alpha), tf.float32)
-            adv = losses.discriminator_logistic(real_logits, fake_logits)
-            loss = tf.nn.compute_average_loss(adv + r1, global_batch_size=global_batch)
-        (grads,) = ALAE._gradients(tape, loss, [(self.opt_d, n.D.trainable_variables)])
-        terms = {
-            "loss_d": tf.nn.compute_average_loss(adv, global_batch_size=global_batch),
-            "r1": tf.nn.compute_average_loss(r1, global_batch_size=global_batch),
-            "d_real": tf.nn.compute_average_loss(real_logits, global_batch_size=global_batch),
-            "d_fake": tf.nn.compute_average_loss(fake_logits, global_batch_size=global_batch),
-        }
-        return terms, grads
+    # ALAE's D and G steps, with D(x) as the critic where ALAE has D(E(x)).
+    def _critic(self, images, lod: int, alpha):
+        return tf.cast(self.nets.D(images, lod=lod, alpha=alpha), tf.float32)
 
-    def _g_grads(self, alpha, lod: int, global_batch: int):
-        n = self.nets
-        z = self._latents(_Z_G, global_batch)
-        z2 = self._latents(_Z_G_MIX, global_batch)
-        with tf.GradientTape() as tape:
-            w, styles = self.styles(n, z, lod, z2, self._seed(_MIX_G))
-            fakes = n.G(styles, lod=lod, alpha=alpha, noise=self._replica_seed(_NOISE_G))
-            fake_logits = tf.cast(n.D(fakes, lod=lod, alpha=alpha), tf.float32)
-            loss = tf.nn.compute_average_loss(losses.generator_nonsaturating(fake_logits),
-                                              global_batch_size=global_batch)
-        (grads,) = ALAE._gradients(tape, loss, [(self.opt_fg, self._fg_variables())])
-        return {"loss_g": loss}, grads, tf.reduce_mean(tf.cast(w, tf.float32), axis=0)
+    def _d_groups(self) -> list:
+        return [(self.opt_d, self.nets.D.trainable_variables)]
 
-    def d_step(self, reals, alpha, lod: int, global_batch: int) -> dict:
-        terms, grads = self._compiled("d", self._d_grads, lod, global_batch)(reals, alpha)
-        apply(self.opt_d, grads, self.nets.D.trainable_variables)
-        return terms
-
-    def g_step(self, alpha, lod: int, global_batch: int) -> dict:
-        terms, grads, w_mean = self._compiled("g", self._g_grads, lod, global_batch)(alpha)
-        apply(self.opt_fg, grads, self._fg_variables())
-        self.w_avg.assign(w_mean + (self.w_avg - w_mean) * self.config.w_avg_decay)
-        return terms
+    _gradients = staticmethod(ALAE._gradients)
+    _d_grads = ALAE._d_grads
+    _g_grads = ALAE._g_grads
+    d_step = ALAE.d_step
+    g_step = ALAE.g_step
 
     def replica_step(self, reals, alpha, lod: int, global_batch: int) -> dict:
         """One StyleGAN iteration (D step, G step) on this replica's reals."""
