@@ -8,7 +8,7 @@ import json
 import os
 import sys
 
-ORDER = ["quickstart", "alae_style", "ae", "dae", "sae", "vae", "vaegan", "dcgan", "stylegan"]
+ORDER = ["quickstart", "quickstart400", "alae_style", "ae", "dae", "sae", "vae", "vaegan", "dcgan", "stylegan"]
 COLUMNS = [("domain_fid", "domain FID (samples)", "{:.1f}"), ("domain_fid_rec", "domain FID (rec.)", "{:.1f}"),
            ("latent_probe/codes/1nn", "1-NN codes", "{:.3f}"), ("latent_probe/codes/svm", "SVM codes", "{:.3f}"),
            ("recon_mse", "rec. MSE", "{:.4f}"), ("label_preservation", "labels kept", "{:.3f}")]
