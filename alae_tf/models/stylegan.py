@@ -179,21 +179,8 @@ class StyleGAN:
         self.step.assign_add(1)
 
     # ----------------------------------------------------------------------------- inference
-    def generate(self, z, lod: int | None = None, alpha=1.0, truncation: bool = True, noise=True,
-                 ema: bool = True, **unused):
-        nets = self.ema if ema else self.nets
-        lod = self.config.top_lod if lod is None else lod
-        _, styles = self.styles(nets, z, lod)
-        if truncation:
-            styles = self.truncate(styles)
-        return nets.G(styles, lod=lod, alpha=alpha, noise=noise)
-
-    def decode(self, w, lod: int | None = None, alpha=1.0, noise=True, ema: bool = True, **unused):
-        """G from one w broadcast to every style slot."""
-        nets = self.ema if ema else self.nets
-        lod = self.config.top_lod if lod is None else lod
-        styles = tf.tile(w[:, None], [1, nets.G.num_styles, 1])
-        return nets.G(styles, lod=lod, alpha=alpha, noise=noise)
+    generate = ALAE.generate
+    decode = ALAE.decode  # G from one w broadcast to every style slot
 
     def encode(self, images, **unused):
         raise ValueError("--model=stylegan has no encoder: it cannot encode or reconstruct images")
