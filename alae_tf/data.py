@@ -274,23 +274,23 @@ def diagnose(path, lod: int | None = None, error: BaseException | None = None,
     return DatasetError(f"{info.prefix}: reading failed but no bad record was found{detail}")
 
 
-def usable_records(path, lod: int, labels: bool = False) -> tuple[dict[str, int], list[str]]:
+def usable_records(path, lod: int, labels: bool = False) -> tuple[dict[str, int], int, list[str]]:
     """For skipping corrupt records: {file: records readable before its first bad record} for
-    the files of level lod + 2 that have one, and a line per such file saying what is skipped."""
+    the files of level lod + 2 that have one, the number of records left out, and a line per
+    such file saying what is skipped."""
     from tfrecords_tools.inspect import first_problem
 
     info = describe(path, check_sizes=False)
     level = info.level_for_lod(lod)
-    limits, notes = {}, []
+    limits, lost, notes = {}, 0, []
     for f, total in zip(info.files[level], info.records[level]):
         problem = first_problem(f, info.shape_at(level), labels)
         if problem:
             index, message = problem
             limits[f] = index
-            lost = (total - index) if total else None
-            notes.append(f"{message}; skipping {'the rest of the file' if lost is None else f'{lost} record(s)'} "
-                         f"(records {index}..end)")
-    return limits, notes
+            lost += max(0, total - index)
+            notes.append(f"{message}; skipping {max(0, total - index)} record(s) (records {index}..end)")
+    return limits, lost, notes
 
 
 def checked(iterable, path, lod: int | None = None, labels: bool = False):

@@ -168,25 +168,19 @@ def _vaegan_config(f, resolution: int, layer_count: int):
         mixed_precision=f.mixed_precision, jit=f.jit, seed=f.seed)
 
 
-def model_table() -> dict:
-    """--model -> (config builder (flags, resolution, layer_count) -> config, model class)."""
-    from alae_tf.models.alae import ALAE
-    from alae_tf.models.autoencoders import Autoencoder
-    from alae_tf.models.dcgan import DCGAN
-    from alae_tf.models.stylegan import StyleGAN
-    from alae_tf.models.vaegan import VAEGAN
-
-    return {
-        "alae_style": (_alae_config, ALAE),
-        "alae_mlp": (_alae_config, ALAE),
-        "ae": (_autoencoder_config, Autoencoder),
-        "dae": (_autoencoder_config, Autoencoder),
-        "sae": (_autoencoder_config, Autoencoder),
-        "vae": (_autoencoder_config, Autoencoder),
-        "dcgan": (_dcgan_config, DCGAN),
-        "stylegan": (_stylegan_config, StyleGAN),
-        "vaegan": (_vaegan_config, VAEGAN),
-    }
+# --model -> config builder (flags, resolution, layer_count) -> config; alae_tf.runs.MODELS gives
+# the model class of each config, for training and for rebuilding a run alike.
+CONFIG_BUILDERS = {
+    "alae_style": _alae_config,
+    "alae_mlp": _alae_config,
+    "ae": _autoencoder_config,
+    "dae": _autoencoder_config,
+    "sae": _autoencoder_config,
+    "vae": _autoencoder_config,
+    "dcgan": _dcgan_config,
+    "stylegan": _stylegan_config,
+    "vaegan": _vaegan_config,
+}
 
 
 def build(argv_flags=FLAGS):
@@ -194,6 +188,7 @@ def build(argv_flags=FLAGS):
     import keras
 
     from alae_tf import data as data_lib
+    from alae_tf import runs
     from alae_tf.schedule import Schedule
     from alae_tf.training.loop import LoopConfig
 
@@ -206,7 +201,6 @@ def build(argv_flags=FLAGS):
         tf.config.experimental.enable_op_determinism()
         keras.utils.set_random_seed(f.seed)
     info = data_lib.describe(f.data_dir, check_sizes=not f.skip_corrupt_records)
-    table = model_table()
     progressive = f.model in PROGRESSIVE
     if progressive:
         resolution = 4 * 2 ** (f.layer_count - 1)
@@ -245,8 +239,8 @@ def build(argv_flags=FLAGS):
                         learning_rates, fade=f.fade, transition_images=transition, start_lod=f.start_lod
                         if progressive else 0)
     total_images = int(f.total_kimg * 1000) if f.total_kimg > 0 else int(f.epochs * info.count)
-    config_fn, model_cls = table[f.model]
-    config = config_fn(f, resolution, layer_count)
+    config = CONFIG_BUILDERS[f.model](f, resolution, layer_count)
+    model_cls = runs.MODELS[f.model][1]
     loop = LoopConfig(
         output_dir=f.output_dir, data_dir=f.data_dir, total_images=total_images,
         snapshot_images=max(1, int(f.snapshot_kimg * 1000)),

@@ -344,17 +344,10 @@ class Trainer:
     def _skip_corrupt(self, lod: int) -> bool:
         """Limits the reader to the records before each file's first bad one; False if none found."""
         cfg = self.config
-        limits, notes = data_lib.usable_records(cfg.data_dir, lod + cfg.data_lod_offset)
-        merged = dict(self._limits or {})
-        new = {f: n for f, n in limits.items() if merged.get(f, -1) != n}
-        if not new:
+        limits, lost, notes = data_lib.usable_records(cfg.data_dir, lod + cfg.data_lod_offset)
+        if not limits or limits == self._limits:
             return False
-        info = data_lib.describe(cfg.data_dir, check_sizes=False)
-        level = info.level_for_lod(lod + cfg.data_lod_offset)
-        totals = dict(zip(info.files[level], info.records[level]))
-        merged.update(new)
-        self._limits = merged
-        self.skipped_records = sum(max(0, totals.get(f, n) - n) for f, n in merged.items())
+        self._limits, self.skipped_records = limits, lost
         for note in notes:
             logging.warning("--skip_corrupt_records: %s", note)
         return True
