@@ -26,10 +26,12 @@ from tfrecords_tools import format as fmt
 from tfrecords_tools.format import DatasetError, DatasetInfo
 
 __all__ = ["DatasetError", "DatasetInfo", "describe", "make_dataset", "shard_files",
-           "diagnose", "checked", "steps_per_epoch", "take_images"]
+           "diagnose", "checked", "steps_per_epoch", "take_images", "to_images", "holds_in_memory"]
 
 SHUFFLE_BUFFER_BYTES = 256 << 20  # default shuffle buffer: this many bytes of records ...
 SHUFFLE_BUFFER_MAX = 10000  # ... and at most this many records
+IN_MEMORY_BYTES = 256 << 20  # a share with at most this many bytes of pixels is held in memory
+_LOAD_CHUNK_BYTES = 8 << 20  # decoded at a time when loading a share into memory
 _PARALLEL_READ_BYTES = 16 << 10  # read files in parallel when records are at least this big
 
 
@@ -104,17 +106,43 @@ def _template(files, n_pix, labels):
     return None
 
 
+def holds_in_memory(records: int, pixels_per_record: int, batch_size: int,
+                    mirror: bool = False) -> bool:
+    """Whether make_dataset holds a share of `records` records in memory by default: at least
+    one batch, and at most IN_MEMORY_BYTES of pixels (twice the share with mirror)."""
+    return batch_size <= records and records * pixels_per_record * (1 + mirror) <= IN_MEMORY_BYTES
+
+
+def to_images(pixels: tf.Tensor) -> tf.Tensor:
+    """Stored pixels (N, C, H, W) uint8 -> images (N, H, W, C) float32 in [-1, 1]
+    (x / 127.5 - 1): for batches from make_dataset(..., raw=True), on the device that
+    consumes them."""
+    n, c, h, w = pixels.shape
+    return _to_float(_chw_to_hwc(pixels, c, h, w))
+
+
+def _to_float(x):
+    return tf.cast(x, tf.float32) / 127.5 - 1.0
+
+
+def _chw_to_hwc(x, c: int, h: int, w: int):
+    """(N, C*H*W) or (N, C, H, W) -> (N, H, W, C); a 3-D transpose (faster than 4-D)."""
+    if c == 1:
+        return tf.reshape(x, [-1, h, w, 1])
+    return tf.reshape(tf.transpose(tf.reshape(x, [-1, c, h * w]), [0, 2, 1]), [-1, h, w, c])
+
+
 def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
                  labels: bool = False, shuffle: bool = True, repeat: bool = True,
                  seed: int | None = None, input_context: tf.distribute.InputContext | None = None,
                  shuffle_buffer: int | None = None, info: DatasetInfo | None = None,
-                 limits: dict[str, int] | None = None) -> tf.data.Dataset:
+                 limits: dict[str, int] | None = None, raw: bool = False,
+                 in_memory: bool | None = None) -> tf.data.Dataset:
     """tf.data.Dataset over level lod + 2 of the dataset at `path`.
 
     Yields images (batch_size, H, W, C) float32 in [-1, 1] (uint8 x / 127.5 - 1), or
     (images, labels int64 (batch_size,)) when labels=True. Batches are whole
-    (drop_remainder); with repeat the stream is endless and epochs follow each other
-    (the shuffle is reshuffled every epoch).
+    (drop_remainder). With repeat the stream is endless and every epoch is reshuffled.
 
     batch_size is the batch of THIS input pipeline: under
     strategy.distribute_datasets_from_function pass input_context.get_per_replica_batch_size(
@@ -123,10 +151,19 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     (disjoint and complete either way).
 
     mirror: random horizontal flip per image. seed: makes file order, shuffle and flips
-    reproducible (and the interleave deterministic). shuffle_buffer: records in the shuffle
-    buffer; default min(count, 256 MiB of records, 10000). info: a DatasetInfo from describe
-    to skip re-describing. limits: read only the first limits[file] records of those files
-    (see usable_records: how training skips corrupt records)."""
+    reproducible (and the interleave deterministic). raw=True: yield the stored pixels,
+    (batch_size, C, H, W) uint8, and make images with to_images where they are consumed:
+    the host then only copies bytes, and moves a quarter of them (training does this).
+    info: a DatasetInfo from describe to skip re-describing. limits: read only the first
+    limits[file] records of those files (see usable_records: how training skips corrupt
+    records).
+
+    Shuffling: when this pipeline's share of the level takes at most IN_MEMORY_BYTES of
+    pixels (in_memory=None; True / False force it), the share is decoded once into memory and
+    every epoch is a fresh random permutation of it, cut into batches (an epoch's remainder
+    is dropped). Otherwise records stream through a shuffle buffer of shuffle_buffer records
+    (default min(256 MiB of records, 10000)), reading the parts round-robin, and batches run
+    on across epochs."""
     info = info or describe(path)
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DatasetError(f"batch_size {batch_size!r} must be a positive int")
@@ -134,31 +171,39 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     if labels and not info.has_labels:
         raise DatasetError(f"{info.prefix}: labels=True but the dataset has no 'label' feature")
     c, h, w = info.shape_at(level)
+    n_pix = c * h * w
     files = list(info.files[level])
     n, k = 1, 0
     if input_context is not None:
         n, k = input_context.num_input_pipelines, input_context.input_pipeline_id
     files, shard_records = shard_files(files, n, k)
-    records_here = (info.count if shard_records
-                    else sum(info.records[level][info.files[level].index(f)] for f in files))
+    counts = dict(zip(info.files[level], info.records[level]))
+    for f, limit in (limits or {}).items():
+        if f in counts:
+            counts[f] = min(counts[f], limit)
+    records_here = sum(counts[f] for f in files)
     records_here = records_here // n if shard_records else records_here
-    record_bytes = c * h * w + 64
+    record_bytes = n_pix + 64
     deterministic = seed is not None or shard_records or not shuffle
+    if in_memory is None:
+        in_memory = holds_in_memory(records_here, n_pix, batch_size, mirror)
+    in_memory = bool(in_memory and shuffle)
     if shuffle_buffer is None:
         shuffle_buffer = max(1, min(SHUFFLE_BUFFER_MAX, SHUFFLE_BUFFER_BYTES // record_bytes,
                                     max(records_here, 1)))
     # per-pipeline seeds: replicas must not flip / shuffle in lockstep
     seeds = [None] * 3 if seed is None else [(seed * 1000003 + 7919 * k + i) % (2 ** 31)
                                              for i in (1, 2, 3)]
+    to_pixels = _pixel_parser(files, (c, h, w), labels)
 
     take = [-1 if limits is None else limits.get(f, -1) for f in files]
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(files, tf.string), tf.constant(take, tf.int64)))
-    if shuffle and not shard_records and len(files) > 1:
+    if shuffle and not shard_records and len(files) > 1 and not in_memory:
         ds = ds.shuffle(len(files), seed=seeds[0], reshuffle_each_iteration=True)
     # Files one after the other (cheapest per record) when not shuffling, or when the shuffle
     # buffer holds this pipeline's whole share anyway; else round-robin over the parts so a
     # smaller buffer still mixes them.
-    whole = shuffle_buffer >= records_here
+    whole = in_memory or shuffle_buffer >= records_here
     cycle = max(1, min(len(files), 64)) if shuffle and not whole else 1
     parallel = record_bytes >= _PARALLEL_READ_BYTES and cycle > 1
     if cycle == 1 and limits is None:
@@ -173,79 +218,48 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
             deterministic=(True if deterministic else None) if parallel else None)
     if shard_records:
         ds = ds.shard(n, k)
-    if shuffle:
-        ds = ds.shuffle(shuffle_buffer, seed=seeds[1], reshuffle_each_iteration=True)
-    if repeat:
-        ds = ds.repeat()
-    ds = ds.batch(batch_size, drop_remainder=True)
 
-    feats = {fmt.KEY_SHAPE: tf.io.FixedLenFeature([3], tf.int64, default_value=[0, 0, 0]),
-             fmt.KEY_DATA: tf.io.FixedLenFeature([], tf.string, default_value="")}
-    if labels:
-        feats[fmt.KEY_LABEL] = tf.io.FixedLenFeature([], tf.int64, default_value=-1)
-    expect = tf.constant([c, h, w], tf.int64)
-    n_pix = c * h * w
-    flip_seed = seeds[2]
+    out_shape = [batch_size, c, h, w] if raw else [batch_size, h, w, c]
 
-    def slow(serialized):
-        """Generic path: parse_example, with checks that name the file on failure."""
-        # A tf.train.Example starts with field 1 (features), tag byte 0x0a; anything else
-        # would make parse_example fail with a message that names no file.
-        looks_ok = tf.reduce_all(tf.equal(tf.strings.substr(serialized, 0, 1), b"\n"))
-        with tf.control_dependencies([_guard(looks_ok, files, (c, h, w), labels)]):
-            ex = tf.io.parse_example(serialized, feats)
-        ok = tf.logical_and(
-            tf.reduce_all(tf.equal(ex[fmt.KEY_SHAPE], expect)),
-            tf.reduce_all(tf.equal(tf.strings.length(ex[fmt.KEY_DATA]), n_pix)))
-        if labels:
-            ok = tf.logical_and(ok, tf.reduce_all(ex[fmt.KEY_LABEL] >= 0))
-        with tf.control_dependencies([_guard(ok, files, (c, h, w), labels)]):
-            x = tf.reshape(tf.io.decode_raw(ex[fmt.KEY_DATA], tf.uint8), [batch_size, n_pix])
-        y = ex[fmt.KEY_LABEL] if labels else tf.zeros([batch_size], tf.int64)
-        return x, y
+    def arrange(serialized):
+        """records -> pixels in the output layout, uint8."""
+        x, y = to_pixels(serialized)
+        return (tf.reshape(x, [-1, c, h, w]) if raw else _chw_to_hwc(x, c, h, w)), y
 
-    template = _template(files, n_pix, labels)
-    if template is not None:
-        length, start, label_pos, keep_idx, keep_val = template
+    flip_seed = seeds[2] if seed is not None else int(np.random.default_rng().integers(2 ** 31))
 
-        def fast_or_slow(serialized):
-            raw = tf.reshape(tf.io.decode_raw(serialized, tf.uint8), [batch_size, length])
-            same = tf.reduce_all(tf.equal(tf.gather(raw, keep_idx, axis=1), keep_val))
-            if label_pos is not None:
-                same = tf.logical_and(same, tf.reduce_all(raw[:, label_pos] < 128))
-
-            def fast():
-                y = (tf.cast(raw[:, label_pos], tf.int64) if label_pos is not None
-                     else tf.zeros([batch_size], tf.int64))
-                return raw[:, start:start + n_pix], y
-
-            return tf.cond(same, fast, lambda: slow(serialized))
-
-        def records_to_pixels(serialized):
-            same_len = tf.reduce_all(tf.equal(tf.strings.length(serialized), length))
-            return tf.cond(same_len, lambda: fast_or_slow(serialized), lambda: slow(serialized))
-    else:
-        records_to_pixels = slow
-
-    def parse(serialized):
-        x, y = records_to_pixels(serialized)
-        x = tf.reshape(x, [batch_size, c, h, w])
-        if mirror:
-            # On the uint8 CHW pixels (a quarter of the float bytes), reversing only the
-            # images drawn for flipping: 3x cheaper than tf.where over reversed + original.
-            flip = tf.random.uniform([batch_size], seed=flip_seed) < 0.5
+    def finish(x, y, index=None):
+        """Flip (streaming path: drawn from (seed, batch index), so parallel decoding keeps
+        the stream reproducible) and convert."""
+        x = tf.ensure_shape(x, out_shape)
+        if mirror and index is not None:
+            # On the uint8 pixels (a quarter of the float bytes), reversing only the images
+            # drawn for flipping: 3x cheaper than tf.where over reversed + original.
+            key = tf.stack([tf.constant(flip_seed, tf.int64), index])
+            flip = tf.random.stateless_uniform([batch_size], key) < 0.5
             keep_i = tf.cast(tf.where(tf.logical_not(flip))[:, 0], tf.int32)
             flip_i = tf.cast(tf.where(flip)[:, 0], tf.int32)
             x = tf.dynamic_stitch([keep_i, flip_i], [tf.gather(x, keep_i),
-                                                     tf.reverse(tf.gather(x, flip_i), [3])])
-            x = tf.reshape(x, [batch_size, c, h, w])
-        x = tf.cast(x, tf.float32)
-        x = tf.reshape(x, [batch_size, h, w, 1]) if c == 1 else tf.transpose(x, [0, 2, 3, 1])
-        x = x / 127.5 - 1.0
-        return (x, y) if labels else x
+                                                     tf.reverse(tf.gather(x, flip_i), [3 if raw else 2])])
+            x = tf.reshape(x, out_shape)
+        if not raw:
+            x = _to_float(x)
+        return (x, tf.ensure_shape(y, [batch_size])) if labels else x
 
-    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True if deterministic else None)
+    if in_memory:  # flips come with the gather
+        ds = _permuted_batches(ds, arrange, finish, batch_size, repeat,
+                               seeds[1] if seed is not None else None,
+                               sum(counts[f] for f in files), record_bytes,
+                               (3 if raw else 2) if mirror else None)
+    else:
+        if shuffle:
+            ds = ds.shuffle(shuffle_buffer, seed=seeds[1], reshuffle_each_iteration=True)
+        if repeat:
+            ds = ds.repeat()
+        ds = ds.batch(batch_size, drop_remainder=True).enumerate()
+        ds = ds.map(lambda i, s: finish(*arrange(s), index=i),
+                    num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True if deterministic else None)
     ds = ds.prefetch(tf.data.AUTOTUNE)
     options = tf.data.Options()
     options.deterministic = bool(deterministic)
@@ -253,6 +267,104 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         options.experimental_distribute.auto_shard_policy = \
             tf.data.experimental.AutoShardPolicy.OFF  # sharded above
     return ds.with_options(options)
+
+
+def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int,
+                      repeat: bool, seed: int | None, most: int, record_bytes: int,
+                      flip_axis: int | None) -> tf.data.Dataset:
+    """Batches of a share held in memory: its records are decoded once per iterator (arrange),
+    then each epoch is a permutation drawn from (seed, epoch) cut into whole batches, each
+    gathered and passed through finish. `most`: an
+    upper bound of the share's record count (tf.data reserves room for it). flip_axis: the
+    share is held twice, the second copy mirrored along that axis, and each image of an
+    epoch comes from one copy or the other at random: one gather shuffles and flips.
+    (No tf.data cache: after a read error it would replay an empty share.)"""
+    if seed is None:
+        seed = int(np.random.default_rng().integers(2 ** 31))
+
+    def one_epoch(epoch, x, y):
+        count = tf.shape(y)[0]
+        check = tf.debugging.assert_greater_equal(
+            count, batch_size, message=f"this input pipeline's share of the data is smaller "
+                                       f"than its batch of {batch_size}")
+        with tf.control_dependencies([check]):
+            key = tf.stack([tf.constant(seed, tf.int64), epoch])
+            order = tf.argsort(tf.random.stateless_uniform([count], key))
+        labels_at = order
+        if flip_axis is not None:
+            flip = tf.random.stateless_uniform([count], key + [0, 2 ** 40]) < 0.5
+            order = order + count * tf.cast(flip, tf.int32)
+        whole = count // batch_size * batch_size
+        rows = tf.reshape(order[:whole], [-1, batch_size])
+        label_rows = tf.reshape(labels_at[:whole], [-1, batch_size])
+        return tf.data.Dataset.from_tensor_slices((rows, label_rows)).map(
+            lambda i, j: finish(tf.gather(x, i), tf.gather(y, j)),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+
+    def all_epochs(x, y):
+        if flip_axis is not None:
+            x = tf.concat([x, tf.reverse(x, [flip_axis])], 0)
+        return tf.data.Dataset.range(2 ** 62 if repeat else 1).flat_map(
+            lambda e: one_epoch(e, x, y))
+
+    # Decoded a chunk at a time, then gathered into one tensor: the load peaks near twice
+    # the share's pixels, not three times (records + decoded + arranged).
+    chunk = max(1, _LOAD_CHUNK_BYTES // record_bytes)
+    share = records.batch(chunk).map(arrange).unbatch().batch(max(1, most))
+    return share.flat_map(all_epochs)
+
+
+def _pixel_parser(files, shape, labels: bool):
+    """serialized records [n] -> (uint8 CHW pixels flattened [n, C*H*W], int64 labels [n]
+    (zeros without labels)), checked: a bad record raises an error naming its file."""
+    c, h, w = shape
+    n_pix = c * h * w
+    feats = {fmt.KEY_SHAPE: tf.io.FixedLenFeature([3], tf.int64, default_value=[0, 0, 0]),
+             fmt.KEY_DATA: tf.io.FixedLenFeature([], tf.string, default_value="")}
+    if labels:
+        feats[fmt.KEY_LABEL] = tf.io.FixedLenFeature([], tf.int64, default_value=-1)
+    expect = tf.constant([c, h, w], tf.int64)
+
+    def slow(serialized):
+        """Generic path: parse_example, with checks that name the file on failure."""
+        # A tf.train.Example starts with field 1 (features), tag byte 0x0a; anything else
+        # would make parse_example fail with a message that names no file.
+        looks_ok = tf.reduce_all(tf.equal(tf.strings.substr(serialized, 0, 1), b"\n"))
+        with tf.control_dependencies([_guard(looks_ok, files, shape, labels)]):
+            ex = tf.io.parse_example(serialized, feats)
+        ok = tf.logical_and(
+            tf.reduce_all(tf.equal(ex[fmt.KEY_SHAPE], expect)),
+            tf.reduce_all(tf.equal(tf.strings.length(ex[fmt.KEY_DATA]), n_pix)))
+        if labels:
+            ok = tf.logical_and(ok, tf.reduce_all(ex[fmt.KEY_LABEL] >= 0))
+        with tf.control_dependencies([_guard(ok, files, shape, labels)]):
+            x = tf.reshape(tf.io.decode_raw(ex[fmt.KEY_DATA], tf.uint8), [-1, n_pix])
+        y = ex[fmt.KEY_LABEL] if labels else tf.zeros(tf.shape(serialized), tf.int64)
+        return x, y
+
+    template = _template(files, n_pix, labels)
+    if template is None:
+        return slow
+    length, start, label_pos, keep_idx, keep_val = template
+
+    def fast_or_slow(serialized):
+        raw = tf.reshape(tf.io.decode_raw(serialized, tf.uint8), [-1, length])
+        same = tf.reduce_all(tf.equal(tf.gather(raw, keep_idx, axis=1), keep_val))
+        if label_pos is not None:
+            same = tf.logical_and(same, tf.reduce_all(raw[:, label_pos] < 128))
+
+        def fast():
+            y = (tf.cast(raw[:, label_pos], tf.int64) if label_pos is not None
+                 else tf.zeros(tf.shape(serialized), tf.int64))
+            return raw[:, start:start + n_pix], y
+
+        return tf.cond(same, fast, lambda: slow(serialized))
+
+    def records_to_pixels(serialized):
+        same_len = tf.reduce_all(tf.equal(tf.strings.length(serialized), length))
+        return tf.cond(same_len, lambda: fast_or_slow(serialized), lambda: slow(serialized))
+
+    return records_to_pixels
 
 
 def diagnose(path, lod: int | None = None, error: BaseException | None = None,

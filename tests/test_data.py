@@ -88,9 +88,10 @@ def test_other_key_order_and_big_labels_take_the_generic_path(tmp_path):
     np.testing.assert_array_equal(x.numpy(), imgs.astype(np.float32) / 127.5 - 1)
 
 
-def test_shuffle_repeat_and_seed(mnist_dir):
+@pytest.mark.parametrize("in_memory", [None, False])  # 100 records: held in memory by default
+def test_shuffle_repeat_and_seed(mnist_dir, in_memory):
     def first(n, **kw):
-        it = iter(data.make_dataset(mnist_dir, 1, 25, **kw))
+        it = iter(data.make_dataset(mnist_dir, 1, 25, in_memory=in_memory, **kw))
         return np.concatenate([next(it).numpy() for _ in range(n)])
 
     a, b = first(9, seed=3), first(9, seed=3)  # > 2 epochs of 100: repeats, same order
@@ -102,8 +103,51 @@ def test_shuffle_repeat_and_seed(mnist_dir):
     key = lambda x: sorted(map(bytes, x.reshape(len(x), -1)))  # noqa: E731
     assert key(a[:100]) == key(plain) and key(a[100:200]) == key(plain)  # epochs: permutations
     assert not np.array_equal(a[:100], a[100:200])  # reshuffled every epoch
-    unseeded = np.concatenate(all_records(data.make_dataset(mnist_dir, 1, 25, repeat=False)))
+    unseeded = np.concatenate(all_records(data.make_dataset(mnist_dir, 1, 25, repeat=False,
+                                                            in_memory=in_memory)))
     assert key(unseeded) == key(plain)
+
+
+@pytest.mark.parametrize("in_memory", [True, False])
+def test_raw_pixels_and_to_images(rgb_dir, in_memory):
+    d, imgs = rgb_dir  # labels = record index
+    kw = dict(labels=True, repeat=False, in_memory=in_memory)
+    raw = all_records(data.make_dataset(d, 2, 4, raw=True, seed=1, **kw))
+    floats = all_records(data.make_dataset(d, 2, 4, seed=1, **kw))
+    assert sorted(int(v) for _, y in raw for v in y) == list(range(12))
+    for (x, y), (xf, yf) in zip(raw, floats):
+        assert x.dtype == np.uint8 and x.shape == (4, 3, 16, 16)
+        np.testing.assert_array_equal(x, imgs[y].transpose(0, 3, 1, 2))  # as stored: CHW
+        np.testing.assert_array_equal(y, yf)  # same seed, same order
+        np.testing.assert_array_equal(data.to_images(tf.constant(x)).numpy(), xf)
+        np.testing.assert_array_equal(xf, imgs[y].astype(np.float32) / 127.5 - 1)
+    # flips: the same images are flipped in both layouts, along the width
+    raw = all_records(data.make_dataset(d, 2, 4, raw=True, seed=2, mirror=True, **kw))
+    floats = all_records(data.make_dataset(d, 2, 4, seed=2, mirror=True, **kw))
+    flipped = 0
+    for (x, y), (xf, _) in zip(raw, floats):
+        np.testing.assert_array_equal(data.to_images(tf.constant(x)).numpy(), xf)
+        for img, lab in zip(x, y):
+            same = np.array_equal(img, imgs[lab].transpose(2, 0, 1))
+            flipped += not same
+            if not same:
+                np.testing.assert_array_equal(img, imgs[lab].transpose(2, 0, 1)[:, :, ::-1])
+    assert 0 < flipped < 12
+
+
+def test_in_memory_epochs_drop_their_remainder(rgb_dir):
+    d, _ = rgb_dir  # 12 records, batch 5: two whole batches per epoch, 2 records left out
+    it = iter(data.make_dataset(d, 1, 5, labels=True, in_memory=True, seed=0))
+    epochs = [np.concatenate([next(it)[1].numpy() for _ in range(2)]) for _ in range(12)]
+    assert all(len(set(e)) == 10 for e in epochs)  # no record twice within an epoch
+    assert len({tuple(sorted(e)) for e in epochs}) > 1  # a different remainder each epoch
+    assert set(np.concatenate(epochs)) == set(range(12))
+    # a share smaller than the batch: streamed by default (batches span epochs) ...
+    x, y = next(iter(data.make_dataset(d, 1, 20, labels=True, seed=0)))
+    assert len(y) == 20 and set(y.numpy()) == set(range(12))
+    # ... and an error when forced into memory
+    with pytest.raises(tf.errors.InvalidArgumentError, match="smaller than its batch of 20"):
+        next(iter(data.make_dataset(d, 1, 20, in_memory=True)))
 
 
 def test_mirror_flips_some_images(rgb_dir):

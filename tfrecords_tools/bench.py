@@ -5,9 +5,10 @@ workers, the CPU cores it keeps busy ((user + system CPU of the converter and it
 wall time), and the peak resident memory of the converter and of its largest worker when
 converting N1 versus N2 images (it must not grow with the count).
 
-Reader: images per second of alae_tf.data.make_dataset at every level next to a bare
-tf.data.TFRecordDataset(files).repeat().batch(B).prefetch() read of the same files; the
-ratio is the figure. Measured in alternating rounds (median), so background load hits both.
+Reader: images per second of alae_tf.data.make_dataset at every level (float NHWC, the
+stored uint8 pixels as training reads them, with flips, and both forced to stream) next to
+a bare tf.data.TFRecordDataset(files).repeat().batch(B).prefetch() read of the same files;
+the ratio is the figure. Measured in alternating rounds (median), so background load hits both.
 
   python -m tfrecords_tools.bench                      # about 5 minutes on 2 cores
   python -m tfrecords_tools.bench --quick              # about 1 minute
@@ -120,6 +121,15 @@ def _rate(iterator, batch, seconds):
             return n * batch / el
 
 
+READER_VARIANTS = {  # name: make_dataset keyword arguments
+    "float": {},  # the default: NHWC float32 in [-1, 1]
+    "raw": {"raw": True},  # stored uint8 CHW pixels, as training reads them
+    "raw_mirror": {"raw": True, "mirror": True},
+    "stream_float": {"in_memory": False},  # as if the level were too big to hold in memory
+    "stream_raw": {"in_memory": False, "raw": True},
+}
+
+
 def bench_reader(path, batch, seconds, rounds, label):
     import tensorflow as tf
 
@@ -130,14 +140,11 @@ def bench_reader(path, batch, seconds, rounds, label):
     for level in info.levels:
         lod = level - 2
         files = info.files[level]
-        bare = tf.data.TFRecordDataset(files).repeat().batch(batch, drop_remainder=True) \
-            .prefetch(tf.data.AUTOTUNE)
-        ours = data.make_dataset(path, lod, batch, info=info)
-        mirror = data.make_dataset(path, lod, batch, info=info, mirror=True)
-        plain = data.make_dataset(path, lod, batch, info=info, shuffle=False)
-        its = {"bare": iter(bare), "ours": iter(ours), "mirror": iter(mirror),
-               "noshuffle": iter(plain)}
-        for it in its.values():  # warm up: fill shuffle buffers and prefetch
+        its = {"bare": iter(tf.data.TFRecordDataset(files).repeat()
+                            .batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))}
+        for name, kw in READER_VARIANTS.items():
+            its[name] = iter(data.make_dataset(path, lod, batch, info=info, **kw))
+        for it in its.values():  # warm up: load the share or fill the shuffle buffer, prefetch
             for _ in range(max(3, min(200, 3 * info.count // batch // 4))):
                 next(it)
         rates = {k: [] for k in its}
@@ -145,19 +152,20 @@ def bench_reader(path, batch, seconds, rounds, label):
             for k, it in its.items():
                 rates[k].append(_rate(it, batch, seconds))
         med = {k: float(np.median(v)) for k, v in rates.items()}
-        rows.append({"dataset": label, "level": level, "resolution": 2 ** level,
-                     "channels": info.channels, "bare_img_s": round(med["bare"]),
-                     "reader_img_s": round(med["ours"]),
-                     "reader_mirror_img_s": round(med["mirror"]),
-                     "reader_noshuffle_img_s": round(med["noshuffle"]),
-                     "ratio": round(med["ours"] / med["bare"], 3),
-                     "ratio_noshuffle": round(med["noshuffle"] / med["bare"], 3),
-                     "ratio_mirror": round(med["mirror"] / med["bare"], 3)})
-        r = rows[-1]
-        print(f"  {label:8s} r{level:02d} {2 ** level:4d}px: bare {r['bare_img_s']:9d} img/s, "
-              f"reader {r['reader_img_s']:9d} ({r['ratio']:.2f}), with mirror "
-              f"{r['reader_mirror_img_s']:9d} ({r['ratio_mirror']:.2f}), no shuffle "
-              f"{r['reader_noshuffle_img_s']:9d} ({r['ratio_noshuffle']:.2f})", flush=True)
+        c, h, w = info.shape_at(level)
+        row = {"dataset": label, "level": level, "resolution": 2 ** level,
+               "channels": info.channels, "bare_img_s": round(med["bare"])}
+        for k, kw in READER_VARIANTS.items():
+            held = kw.get("in_memory", data.holds_in_memory(info.count, c * h * w, batch,
+                                                            kw.get("mirror", False)))
+            row[f"{k}_img_s"] = round(med[k])
+            row[f"{k}_ratio"] = round(med[k] / med["bare"], 3)
+            row[f"{k}_path"] = "memory" if held else "stream"
+        rows.append(row)
+        print(f"  {label:8s} r{level:02d} {2 ** level:4d}px: bare {row['bare_img_s']:8d} "
+              "img/s; " + ", ".join(f"{k} {row[k + '_img_s']} ({row[k + '_ratio']:.2f}, "
+                                    f"{row[k + '_path']})" for k in READER_VARIANTS),
+              flush=True)
     return rows
 
 
@@ -176,17 +184,22 @@ def markdown(conv, reader, meta):
                    f"{r['wall_s']} | {r['images_per_s']} | {r['steady_images_per_s']} | "
                    f"{r['cores_busy']} | {r['peak_rss_main_mib']} | "
                    f"{r['peak_rss_worker_mib'] or '-'} |")
-    out += ["", "Reader (`alae_tf.data.make_dataset`, shuffle + repeat, NHWC float32 [-1, 1]) "
-            "next to a bare `TFRecordDataset(files).repeat().batch(B).prefetch()` of the same "
-            "files (median of alternating rounds):", "",
-            "| dataset | level | px | C | bare img/s | reader img/s | ratio | reader+mirror "
-            "img/s | ratio | reader, no shuffle img/s | ratio |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    out += ["", "Reader (`alae_tf.data.make_dataset`, shuffle + repeat) next to a bare "
+            "`TFRecordDataset(files).repeat().batch(B).prefetch()` of the same files (median "
+            "of alternating rounds). float: NHWC float32 [-1, 1] (the default); raw: the "
+            "stored uint8 pixels, as training reads them; stream: the same with "
+            "in_memory=False. Each ratio is followed by how that reader shuffled (m: the "
+            "share held in memory and permuted per epoch; s: streamed through a shuffle "
+            "buffer):", "",
+            "| dataset | level | px | C | bare img/s | float img/s | ratio | raw img/s | "
+            "ratio | raw+mirror img/s | ratio | stream float img/s | ratio | stream raw img/s "
+            "| ratio |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in reader:
         out.append(f"| {r['dataset']} | r{r['level']:02d} | {r['resolution']} | "
-                   f"{r['channels']} | {r['bare_img_s']} | {r['reader_img_s']} | "
-                   f"{r['ratio']:.2f} | {r['reader_mirror_img_s']} | {r['ratio_mirror']:.2f} | "
-                   f"{r['reader_noshuffle_img_s']} | {r['ratio_noshuffle']:.2f} |")
+                   f"{r['channels']} | {r['bare_img_s']} | " + " | ".join(
+                       f"{r[k + '_img_s']} | {r[k + '_ratio']:.2f} {r[k + '_path'][0]}"
+                       for k in READER_VARIANTS) + " |")
     return "\n".join(out)
 
 

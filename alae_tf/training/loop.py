@@ -127,7 +127,7 @@ class Trainer:
             ds = data_lib.make_dataset(
                 cfg.data_dir, data_lod, ctx.get_per_replica_batch_size(global_batch), mirror=cfg.mirror,
                 shuffle=True, repeat=True, seed=cfg.seed + start, input_context=ctx, info=info,
-                limits=limits)
+                limits=limits, raw=True)
             return ds.skip(skip) if skip else ds
 
         if skip:
@@ -147,7 +147,8 @@ class Trainer:
         if key not in self._steps:
             model, strategy, stop_request = self.model, self.strategy, self._stop_request
 
-            def replica_fn(reals, alpha):
+            def replica_fn(pixels, alpha):
+                reals = data_lib.to_images(pixels)  # uint8 crossed to the device; floats made here
                 terms = model.replica_step(reals, alpha, lod=lod, global_batch=global_batch)
                 return terms, tf.identity(stop_request)
 
