@@ -19,7 +19,8 @@ flags.DEFINE_integer("iters", 20, "Timed iterations.")
 flags.DEFINE_integer("warmup", 3, "Untimed iterations first (tracing, autotuning).")
 flags.DEFINE_integer("batch", 0, "Global batch; 0: the config's.")
 flags.DEFINE_boolean("jit", False, "XLA-compile the gradient computations.")
-flags.DEFINE_boolean("mixed_precision", False, "mixed_float16 (GPU).")
+flags.DEFINE_boolean("mixed_precision", False, "float16 on a GPU, bfloat16 on a CPU with AVX512-BF16 / AMX "
+                     "(as train.py's --mixed_precision).")
 flags.DEFINE_integer("fused_from", -1, "Fuse up/down convs from this resolution; -1: the model default.")
 flags.DEFINE_boolean("split", True, "Also time the D, G and latent AE steps alone.")
 
@@ -65,10 +66,13 @@ def run_bench(name: str, iters: int, warmup: int, batch: int = 0, jit: bool = Fa
     arch.pop("batch", None)
     if fused_from >= 0:
         arch["fused_from"] = fused_from
-    if mixed_precision:
-        keras.mixed_precision.set_dtype_policy("mixed_float16")
+    from alae_tf import precision
+
+    policy = precision.mixed_policy() if mixed_precision else "float32"
+    keras.mixed_precision.set_dtype_policy(policy)
     strategy = tf.distribute.get_strategy()
-    model = ALAE(ALAEConfig(model="alae_style", jit=jit, mixed_precision=mixed_precision, **arch))
+    model = ALAE(ALAEConfig(model="alae_style", jit=jit, **arch,
+                            mixed_precision=precision.loss_scaling(policy)))
     lod = model.config.top_lod
     res, ch = arch["resolution"], arch["channels"]
     reals = tf.random.uniform([global_batch, res, res, ch], -1.0, 1.0)
@@ -85,7 +89,7 @@ def run_bench(name: str, iters: int, warmup: int, batch: int = 0, jit: bool = Fa
     kw = dict(lod=lod, global_batch=global_batch)
     full = compiled(lambda: model.replica_step(reals, alpha, **kw))
     result = {"config": name, "batch": global_batch, "resolution": res, "jit": jit,
-              "mixed_precision": mixed_precision, "fused_from": model.config.fused_from}
+              "policy": policy, "fused_from": model.config.fused_from}
     seconds = _time(full, iters, warmup)
     result["images_per_second"] = round(global_batch / seconds, 2)
     result["seconds_per_iteration"] = round(seconds, 4)

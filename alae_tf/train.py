@@ -12,6 +12,7 @@ import sys
 
 from absl import app, flags, logging
 
+from alae_tf import precision
 from alae_tf.training import strategy as strategy_lib  # defines --strategy
 
 FLAGS = flags.FLAGS
@@ -79,7 +80,8 @@ flags.DEFINE_float("checkpoint_kimg", 50, "Checkpoint every this many thousand i
 flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
 flags.DEFINE_float("log_seconds", 10, "Seconds between progress lines.")
 flags.DEFINE_boolean("jit", False, "XLA-compile the gradient computations.")
-flags.DEFINE_boolean("mixed_precision", False, "mixed_float16 compute with loss scaling (GPU).")
+flags.DEFINE_boolean("mixed_precision", False, "Reduced-precision compute: float16 with loss scaling "
+                     "on a GPU, bfloat16 on a CPU with AVX512-BF16 / AMX.")
 # Reliability.
 flags.DEFINE_enum("nan_policy", "stop", ["stop", "rollback"], "On a non-finite loss: stop (keeping the last "
                   "good checkpoint), or roll back to it and continue with the learning rate halved.")
@@ -110,6 +112,11 @@ def prepare_data(data_dir: str, source: str, test_count: int):
 PROGRESSIVE = ("alae_style", "stylegan")
 
 
+def _loss_scaling(f) -> bool:
+    """The models' mixed_precision: loss-scaled float16 (bfloat16 needs no scaling)."""
+    return bool(f.mixed_precision) and precision.loss_scaling(precision.mixed_policy())
+
+
 def _alae_config(f, resolution: int, layer_count: int):
     from alae_tf.models.alae import ALAEConfig
 
@@ -120,7 +127,7 @@ def _alae_config(f, resolution: int, layer_count: int):
         r1_gamma=f.r1_gamma, style_mixing_prob=f.style_mixing_prob, ema_halflife_kimg=f.ema_halflife_kimg,
         ttur=f.ttur, encoder_lr_mult=f.encoder_lr_mult, lae_weight=f.lae_weight, z_regression=f.z_regression,
         truncation_psi=f.truncation_psi, truncation_cutoff=f.truncation_cutoff,
-        mixed_precision=f.mixed_precision, jit=f.jit, seed=f.seed)
+        mixed_precision=_loss_scaling(f), jit=f.jit, seed=f.seed)
 
 
 def _autoencoder_config(f, resolution: int, layer_count: int):
@@ -135,7 +142,7 @@ def _autoencoder_config(f, resolution: int, layer_count: int):
         ae_arch=f.ae_arch, hidden=hidden, start_channels=f.start_channels, max_channels=f.max_channels,
         tied_weights=f.tied_weights, noise=f.noise, noise_level=f.noise_level, sparsity=f.sparsity,
         sparsity_weight=f.sparsity_weight, sparsity_target=f.sparsity_target, vae_sigma=f.vae_sigma,
-        mixed_precision=f.mixed_precision, jit=f.jit, seed=f.seed)
+        mixed_precision=_loss_scaling(f), jit=f.jit, seed=f.seed)
 
 
 def _stylegan_config(f, resolution: int, layer_count: int):
@@ -147,7 +154,7 @@ def _stylegan_config(f, resolution: int, layer_count: int):
         mapping_layers=f.mapping_layers, fused_from=f.fused_from, r1_gamma=f.r1_gamma,
         style_mixing_prob=f.style_mixing_prob, ema_halflife_kimg=f.ema_halflife_kimg, ttur=f.ttur,
         truncation_psi=f.truncation_psi, truncation_cutoff=f.truncation_cutoff,
-        mixed_precision=f.mixed_precision, jit=f.jit, seed=f.seed)
+        mixed_precision=_loss_scaling(f), jit=f.jit, seed=f.seed)
 
 
 def _dcgan_config(f, resolution: int, layer_count: int):
@@ -156,7 +163,7 @@ def _dcgan_config(f, resolution: int, layer_count: int):
     return DCGANConfig(
         model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
         start_channels=f.start_channels, max_channels=f.max_channels,
-        mixed_precision=f.mixed_precision, jit=f.jit, seed=f.seed)
+        mixed_precision=_loss_scaling(f), jit=f.jit, seed=f.seed)
 
 
 def _vaegan_config(f, resolution: int, layer_count: int):
@@ -165,7 +172,7 @@ def _vaegan_config(f, resolution: int, layer_count: int):
     return VAEGANConfig(
         model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
         recon_vs_gan_weight=f.recon_vs_gan_weight, equilibrium=f.equilibrium, margin=f.margin,
-        mixed_precision=f.mixed_precision, jit=f.jit, seed=f.seed)
+        mixed_precision=_loss_scaling(f), jit=f.jit, seed=f.seed)
 
 
 # --model -> config builder (flags, resolution, layer_count) -> config; alae_tf.runs.MODELS gives
@@ -219,10 +226,9 @@ def build(argv_flags=FLAGS):
     if info.channels != f.channels:
         raise ValueError(f"--channels={f.channels} but --data_dir={f.data_dir} has {info.channels}-channel images")
     if f.mixed_precision:
-        import tensorflow as tf
-        if not tf.config.list_physical_devices("GPU"):
-            raise ValueError("--mixed_precision needs a GPU (float16 is slower than float32 on CPU)")
-        keras.mixed_precision.set_dtype_policy("mixed_float16")
+        policy = precision.mixed_policy()
+        keras.mixed_precision.set_dtype_policy(policy)
+        logging.info("--mixed_precision: %s", policy)
 
     layer_count = f.layer_count if progressive else 1
     try:

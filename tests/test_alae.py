@@ -259,3 +259,54 @@ def test_mixed_precision_step_is_finite_and_keeps_float32_variables():
         assert m.nets.G(tf.zeros([1, 6, 8], tf.float16), lod=2).dtype == tf.float16
     finally:
         keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_bfloat16_step_updates_every_step_and_tracks_float32():
+    """--mixed_precision on a CPU with bfloat16 instructions: no loss scaling, every step
+    updates, variables stay float32, and the networks agree with float32 ones holding the
+    same weights to bfloat16's precision."""
+    reference = ALAE(ALAEConfig(**TINY_STYLE))
+    keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    try:
+        m = ALAE(ALAEConfig(**TINY_STYLE))
+        for a, b in zip(m.nets.variables, reference.nets.variables):
+            a.assign(b)
+        images = tf.random.uniform([4, 16, 16, 1], -1, 1, seed=1)
+        w16, w32 = m.nets.E(images, lod=2), reference.nets.E(images, lod=2)
+        assert w16.dtype == tf.bfloat16
+        err = np.abs(w16.numpy().astype(np.float32) - w32.numpy())
+        assert err.max() < 0.05 * np.abs(w32.numpy()).max()
+        x16 = m.nets.G(tf.cast(w32[:, None, :], tf.bfloat16) * tf.ones([1, 6, 1], tf.bfloat16),
+                       lod=2, noise=False)
+        x32 = reference.nets.G(w32[:, None, :] * tf.ones([1, 6, 1]), lod=2, noise=False)
+        err = np.abs(x16.numpy().astype(np.float32) - x32.numpy())
+        assert err.max() < 0.05 * np.abs(x32.numpy()).max()
+        strategy = tf.distribute.get_strategy()
+        step = tf.function(lambda: strategy.run(
+            lambda: m.replica_step(images, tf.constant(0.5), lod=2, global_batch=4)))
+        for _ in range(3):
+            before = [v.numpy().copy() for v in m.nets.E.trainable_variables]
+            terms = step()
+            assert all(np.isfinite(float(v)) for v in terms.values())
+            assert any(not np.array_equal(b, v.numpy())
+                       for b, v in zip(before, m.nets.E.trainable_variables))
+        assert all(v.dtype == "float32" for v in m.nets.variables)
+    finally:
+        keras.mixed_precision.set_dtype_policy("float32")
+
+
+def test_mixed_policy_by_machine(tmp_path):
+    from alae_tf import precision
+
+    assert precision.mixed_policy(has_gpu=True, has_bf16=False) == "mixed_float16"
+    assert precision.mixed_policy(has_gpu=False, has_bf16=True) == "mixed_bfloat16"
+    with pytest.raises(ValueError, match="--mixed_precision needs a GPU .float16. or a CPU with "
+                                         "bfloat16 instructions"):
+        precision.mixed_policy(has_gpu=False, has_bf16=False)
+    assert precision.loss_scaling("mixed_float16") and not precision.loss_scaling("mixed_bfloat16")
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 avx512_vnni\n")
+    assert precision.cpu_has_bf16(str(info))
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_vnni\n")
+    assert not precision.cpu_has_bf16(str(info))
+    assert not precision.cpu_has_bf16(str(tmp_path / "absent"))

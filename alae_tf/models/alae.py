@@ -374,7 +374,7 @@ class ALAE:
             ema_var.assign(var + (ema_var - var) * tf.cast(beta, var.dtype))
         self.step.assign_add(1)
 
-    # ----------------------------------------------------------------------------- inference
+    # ------------------------------------------------- inference (float32 under any policy)
     def generate(self, z, lod: int | None = None, alpha=1.0, truncation: bool = True,
                  noise=True, ema: bool = True):
         nets = self.ema if ema else self.nets
@@ -382,18 +382,18 @@ class ALAE:
         _, styles = self.styles(nets, z, lod)
         if truncation:
             styles = self.truncate(styles)
-        return nets.G(styles, lod=lod, alpha=alpha, noise=noise)
+        return tf.cast(nets.G(styles, lod=lod, alpha=alpha, noise=noise), tf.float32)
 
     def encode(self, images, lod: int | None = None, alpha=1.0, ema: bool = True):
         nets = self.ema if ema else self.nets
         lod = self.config.top_lod if lod is None else lod
-        return nets.E(images, lod=lod, alpha=alpha)
+        return tf.cast(nets.E(images, lod=lod, alpha=alpha), tf.float32)
 
     def decode(self, w, lod: int | None = None, alpha=1.0, noise=True, ema: bool = True):
         nets = self.ema if ema else self.nets
         lod = self.config.top_lod if lod is None else lod
         styles = tf.tile(w[:, None], [1, nets.G.num_styles, 1])
-        return nets.G(styles, lod=lod, alpha=alpha, noise=noise)
+        return tf.cast(nets.G(styles, lod=lod, alpha=alpha, noise=noise), tf.float32)
 
     def reconstruct(self, images, lod: int | None = None, alpha=1.0, ema: bool = True):
         return self.decode(self.encode(images, lod, alpha, ema), lod, alpha, ema=ema)

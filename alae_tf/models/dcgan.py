@@ -155,7 +155,7 @@ class DCGAN:
     # ----------------------------------------------------------------------------- inference
     def generate(self, z, truncation: bool = False, **unused):
         """G(z) with batch norm's moving statistics (no truncation: DCGAN has no w space)."""
-        return self.G(tf.cast(z, tf.float32), training=False)
+        return tf.cast(self.G(tf.cast(z, tf.float32), training=False), tf.float32)
 
     def decode(self, z, **unused):
         return self.generate(z)

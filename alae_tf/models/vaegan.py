@@ -236,10 +236,10 @@ class VAEGAN:
 
     def encode(self, images, **unused):
         """The posterior mean mu(x)."""
-        return self.E(tf.cast(images, tf.float32), training=False)[0]
+        return tf.cast(self.E(tf.cast(images, tf.float32), training=False)[0], tf.float32)
 
     def decode(self, codes, **unused):
-        return self.Dec(tf.cast(codes, tf.float32), training=False)
+        return tf.cast(self.Dec(tf.cast(codes, tf.float32), training=False), tf.float32)
 
     def reconstruct(self, images, **unused):
         return self.decode(self.encode(images))
