@@ -274,10 +274,9 @@ def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int
                       flip_axis: int | None) -> tf.data.Dataset:
     """Batches of a share held in memory: its records are decoded once per iterator (arrange),
     then each epoch is a permutation drawn from (seed, epoch) cut into whole batches, each
-    gathered and passed through finish. `most`: an
-    upper bound of the share's record count (tf.data reserves room for it). flip_axis: the
-    share is held twice, the second copy mirrored along that axis, and each image of an
-    epoch comes from one copy or the other at random: one gather shuffles and flips.
+    gathered and passed through finish. `most`: an upper bound of the share's record count
+    (tf.data reserves room for it). flip_axis: every image is held next to its mirror image
+    and each draw picks one of the two at random, so one gather shuffles and flips.
     (No tf.data cache: after a read error it would replay an empty share.)"""
     if seed is None:
         seed = int(np.random.default_rng().integers(2 ** 31))
@@ -290,27 +289,32 @@ def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int
         with tf.control_dependencies([check]):
             key = tf.stack([tf.constant(seed, tf.int64), epoch])
             order = tf.argsort(tf.random.stateless_uniform([count], key))
-        labels_at = order
-        if flip_axis is not None:
-            flip = tf.random.stateless_uniform([count], key + [0, 2 ** 40]) < 0.5
-            order = order + count * tf.cast(flip, tf.int32)
         whole = count // batch_size * batch_size
         rows = tf.reshape(order[:whole], [-1, batch_size])
-        label_rows = tf.reshape(labels_at[:whole], [-1, batch_size])
-        return tf.data.Dataset.from_tensor_slices((rows, label_rows)).map(
-            lambda i, j: finish(tf.gather(x, i), tf.gather(y, j)),
+        if flip_axis is None:
+            return tf.data.Dataset.from_tensor_slices(rows).map(
+                lambda i: finish(tf.gather(x, i), tf.gather(y, i)),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        flips = tf.random.stateless_uniform([whole], key + [0, 2 ** 40]) < 0.5
+        copies = tf.reshape(tf.cast(flips, tf.int32), [-1, batch_size])
+        return tf.data.Dataset.from_tensor_slices((rows, copies)).map(
+            lambda i, f: finish(tf.gather_nd(x, tf.stack([i, f], -1)), tf.gather(y, i)),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
+    def load(serialized):
+        x, y = arrange(serialized)
+        if flip_axis is not None:  # (n, 2, ...): each image and its mirror image
+            x = tf.stack([x, tf.reverse(x, [flip_axis])], axis=1)
+        return x, y
+
     def all_epochs(x, y):
-        if flip_axis is not None:
-            x = tf.concat([x, tf.reverse(x, [flip_axis])], 0)
         return tf.data.Dataset.range(2 ** 62 if repeat else 1).flat_map(
             lambda e: one_epoch(e, x, y))
 
     # Decoded a chunk at a time, then gathered into one tensor: the load peaks near twice
     # the share's pixels, not three times (records + decoded + arranged).
     chunk = max(1, _LOAD_CHUNK_BYTES // record_bytes)
-    share = records.batch(chunk).map(arrange).unbatch().batch(max(1, most))
+    share = records.batch(chunk).map(load).unbatch().batch(max(1, most))
     return share.flat_map(all_epochs)
 
 
