@@ -194,6 +194,9 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     # per-pipeline seeds: replicas must not flip / shuffle in lockstep
     seeds = [None] * 3 if seed is None else [(seed * 1000003 + 7919 * k + i) % (2 ** 31)
                                              for i in (1, 2, 3)]
+    # the stateless draws (in-memory permutations, flips) need a seed even when unseeded
+    stateless = seeds if seed is not None else [
+        int(v) for v in np.random.default_rng().integers(2 ** 31, size=3)]
     to_pixels = _pixel_parser(files, (c, h, w), labels)
 
     take = [-1 if limits is None else limits.get(f, -1) for f in files]
@@ -226,8 +229,6 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         x, y = to_pixels(serialized)
         return (tf.reshape(x, [-1, c, h, w]) if raw else _chw_to_hwc(x, c, h, w)), y
 
-    flip_seed = seeds[2] if seed is not None else int(np.random.default_rng().integers(2 ** 31))
-
     def finish(x, y, index=None):
         """Flip (streaming path: drawn from (seed, batch index), so parallel decoding keeps
         the stream reproducible) and convert."""
@@ -235,7 +236,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         if mirror and index is not None:
             # On the uint8 pixels (a quarter of the float bytes), reversing only the images
             # drawn for flipping: 3x cheaper than tf.where over reversed + original.
-            key = tf.stack([tf.constant(flip_seed, tf.int64), index])
+            key = tf.stack([tf.constant(stateless[2], tf.int64), index])
             flip = tf.random.stateless_uniform([batch_size], key) < 0.5
             keep_i = tf.cast(tf.where(tf.logical_not(flip))[:, 0], tf.int32)
             flip_i = tf.cast(tf.where(flip)[:, 0], tf.int32)
@@ -247,8 +248,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         return (x, tf.ensure_shape(y, [batch_size])) if labels else x
 
     if in_memory:  # flips come with the gather
-        ds = _permuted_batches(ds, arrange, finish, batch_size, repeat,
-                               seeds[1] if seed is not None else None,
+        ds = _permuted_batches(ds, arrange, finish, batch_size, repeat, stateless[1],
                                sum(counts[f] for f in files), record_bytes,
                                (3 if raw else 2) if mirror else None)
     else:
@@ -270,7 +270,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
 
 
 def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int,
-                      repeat: bool, seed: int | None, most: int, record_bytes: int,
+                      repeat: bool, seed: int, most: int, record_bytes: int,
                       flip_axis: int | None) -> tf.data.Dataset:
     """Batches of a share held in memory: its records are decoded once per iterator (arrange),
     then each epoch is a permutation drawn from (seed, epoch) cut into whole batches, each
@@ -278,9 +278,6 @@ def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int
     (tf.data reserves room for it). flip_axis: every image is held next to its mirror image
     and each draw picks one of the two at random, so one gather shuffles and flips.
     (No tf.data cache: after a read error it would replay an empty share.)"""
-    if seed is None:
-        seed = int(np.random.default_rng().integers(2 ** 31))
-
     def one_epoch(epoch, x, y):
         count = tf.shape(y)[0]
         check = tf.debugging.assert_greater_equal(
