@@ -112,9 +112,12 @@ def prepare_data(data_dir: str, source: str, test_count: int):
 PROGRESSIVE = ("alae_style", "stylegan")
 
 
-def _loss_scaling(f) -> bool:
-    """The models' mixed_precision: loss-scaled float16 (bfloat16 needs no scaling)."""
-    return bool(f.mixed_precision) and precision.loss_scaling(precision.mixed_policy())
+def _loss_scaling() -> bool:
+    """The models' mixed_precision: whether the policy build() set is loss-scaled float16
+    (bfloat16 needs no scaling)."""
+    import keras
+
+    return precision.loss_scaling(keras.mixed_precision.global_policy().name)
 
 
 def _alae_config(f, resolution: int, layer_count: int):
@@ -127,7 +130,7 @@ def _alae_config(f, resolution: int, layer_count: int):
         r1_gamma=f.r1_gamma, style_mixing_prob=f.style_mixing_prob, ema_halflife_kimg=f.ema_halflife_kimg,
         ttur=f.ttur, encoder_lr_mult=f.encoder_lr_mult, lae_weight=f.lae_weight, z_regression=f.z_regression,
         truncation_psi=f.truncation_psi, truncation_cutoff=f.truncation_cutoff,
-        mixed_precision=_loss_scaling(f), jit=f.jit, seed=f.seed)
+        mixed_precision=_loss_scaling(), jit=f.jit, seed=f.seed)
 
 
 def _autoencoder_config(f, resolution: int, layer_count: int):
@@ -142,7 +145,7 @@ def _autoencoder_config(f, resolution: int, layer_count: int):
         ae_arch=f.ae_arch, hidden=hidden, start_channels=f.start_channels, max_channels=f.max_channels,
         tied_weights=f.tied_weights, noise=f.noise, noise_level=f.noise_level, sparsity=f.sparsity,
         sparsity_weight=f.sparsity_weight, sparsity_target=f.sparsity_target, vae_sigma=f.vae_sigma,
-        mixed_precision=_loss_scaling(f), jit=f.jit, seed=f.seed)
+        mixed_precision=_loss_scaling(), jit=f.jit, seed=f.seed)
 
 
 def _stylegan_config(f, resolution: int, layer_count: int):
@@ -154,7 +157,7 @@ def _stylegan_config(f, resolution: int, layer_count: int):
         mapping_layers=f.mapping_layers, fused_from=f.fused_from, r1_gamma=f.r1_gamma,
         style_mixing_prob=f.style_mixing_prob, ema_halflife_kimg=f.ema_halflife_kimg, ttur=f.ttur,
         truncation_psi=f.truncation_psi, truncation_cutoff=f.truncation_cutoff,
-        mixed_precision=_loss_scaling(f), jit=f.jit, seed=f.seed)
+        mixed_precision=_loss_scaling(), jit=f.jit, seed=f.seed)
 
 
 def _dcgan_config(f, resolution: int, layer_count: int):
@@ -163,7 +166,7 @@ def _dcgan_config(f, resolution: int, layer_count: int):
     return DCGANConfig(
         model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
         start_channels=f.start_channels, max_channels=f.max_channels,
-        mixed_precision=_loss_scaling(f), jit=f.jit, seed=f.seed)
+        mixed_precision=_loss_scaling(), jit=f.jit, seed=f.seed)
 
 
 def _vaegan_config(f, resolution: int, layer_count: int):
@@ -172,7 +175,7 @@ def _vaegan_config(f, resolution: int, layer_count: int):
     return VAEGANConfig(
         model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
         recon_vs_gan_weight=f.recon_vs_gan_weight, equilibrium=f.equilibrium, margin=f.margin,
-        mixed_precision=_loss_scaling(f), jit=f.jit, seed=f.seed)
+        mixed_precision=_loss_scaling(), jit=f.jit, seed=f.seed)
 
 
 # --model -> config builder (flags, resolution, layer_count) -> config; alae_tf.runs.MODELS gives
