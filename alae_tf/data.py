@@ -181,8 +181,8 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     for f, limit in (limits or {}).items():
         if f in counts:
             counts[f] = min(counts[f], limit)
-    records_here = sum(counts[f] for f in files)
-    records_here = records_here // n if shard_records else records_here
+    in_files = sum(counts[f] for f in files)  # with shard_records, about n times this share
+    records_here = in_files // n if shard_records else in_files
     record_bytes = n_pix + 64
     deterministic = seed is not None or shard_records or not shuffle
     if in_memory is None:
@@ -249,7 +249,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
 
     if in_memory:  # flips come with the gather
         ds = _permuted_batches(ds, arrange, finish, batch_size, repeat, stateless[1],
-                               sum(counts[f] for f in files), record_bytes,
+                               in_files, record_bytes,
                                (3 if raw else 2) if mirror else None)
     else:
         if shuffle:
