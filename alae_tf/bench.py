@@ -23,6 +23,8 @@ flags.DEFINE_boolean("mixed_precision", False, "float16 on a GPU, bfloat16 on a 
                      "(as train.py's --mixed_precision).")
 flags.DEFINE_integer("fused_from", -1, "Fuse up/down convs from this resolution; -1: the model default.")
 flags.DEFINE_boolean("split", True, "Also time the D, G and latent AE steps alone.")
+flags.DEFINE_boolean("flops", True, "Also count the iteration's convolution FLOPs and time this "
+                     "machine's convolutions alone (the ceiling those FLOPs allow).")
 
 # Architectures of the speed goal: the release's MNIST StyleALAE and a 64 px CelebA StyleALAE;
 # ffhq configs at 256 and 1024 px for GPUs.
@@ -49,13 +51,88 @@ def _time(fn, iters: int, warmup: int) -> float:
     return (time.perf_counter() - start) / iters
 
 
+def _figure(x: float) -> float:
+    return float(f"{x:.4g}")
+
+
 def _block(out):
     for v in (out.values() if isinstance(out, dict) else [out]):
         float(v)
 
 
+_CALLS = ("PartitionedCall", "StatefulPartitionedCall")
+
+
+def _shape(t) -> list[int]:
+    return [int(d) for d in t.shape]
+
+
+def _op_flops(op) -> int:
+    """2 x multiply-adds of one convolution op of a traced graph (0 for other ops)."""
+    t = op.type
+    if t == "Conv2D":
+        n, h, w, co = _shape(op.outputs[0])
+        kh, kw, ci, _ = _shape(op.inputs[1])
+    elif t == "Conv2DBackpropInput":  # a conv's input gradient, or conv2d_transpose
+        n, h, w, co = _shape(op.inputs[2])
+        kh, kw, ci, _ = _shape(op.inputs[1])
+    elif t == "Conv2DBackpropFilter":
+        n, h, w, co = _shape(op.inputs[2])
+        kh, kw, ci, _ = _shape(op.outputs[0])
+    elif t in ("DepthwiseConv2dNative", "DepthwiseConv2dNativeBackpropInput",
+               "DepthwiseConv2dNativeBackpropFilter"):
+        n, h, w, c = _shape(op.outputs[0] if t == "DepthwiseConv2dNative" else op.inputs[2])
+        kh, kw = _shape(op.outputs[0] if t.endswith("Filter") else op.inputs[1])[:2]
+        return 2 * n * h * w * c * kh * kw
+    else:
+        return 0
+    return 2 * n * h * w * co * kh * kw * ci
+
+
+def conv_flops(graph) -> int:
+    """FLOPs (2 x multiply-adds) of the convolutions a traced tf.function graph runs: those that
+    feed one of its outputs or a stateful op (e.g. a variable update). The rest (e.g. the
+    unused half of a convolution's gradient) the runtime prunes, so they are not counted.
+    Nested function calls are followed."""
+    roots = [t.op for t in graph.outputs] + list(graph.control_outputs)
+    roots += [op for op in graph.get_operations() if op.op_def.is_stateful]
+    seen, stack, total = set(), list(roots), 0
+    while stack:
+        op = stack.pop()
+        if op.name in seen:
+            continue
+        seen.add(op.name)
+        total += _op_flops(op)
+        if op.type in _CALLS:
+            total += conv_flops(graph._get_function(op.get_attr("f").name).graph)
+        stack.extend(t.op for t in op.inputs)
+        stack.extend(op.control_inputs)
+    return total
+
+
+def machine_conv_rate(dtype: str = "float32", batch: int = 32, size: int = 16, channels: int = 256,
+                      seconds: float = 1.0) -> float:
+    """GFLOP/s of one 3x3 convolution alone on the default device (best of repeats): what the
+    hardware and TensorFlow's kernels give when nothing else runs."""
+    import tensorflow as tf
+
+    x = tf.cast(tf.random.normal([batch, size, size, channels]), dtype)
+    w = tf.cast(tf.random.normal([3, 3, channels, channels]), dtype)
+    conv = tf.function(lambda: tf.nn.conv2d(x, w, 1, "SAME"))
+    flops = 2 * batch * size * size * channels * 9 * channels
+    for _ in range(3):
+        float(tf.reduce_sum(tf.cast(conv(), tf.float32)))
+    best, end = float("inf"), time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        start = time.perf_counter()
+        float(tf.cast(conv()[0, 0, 0, 0], tf.float32))
+        best = min(best, time.perf_counter() - start)
+    return flops / best / 1e9
+
+
 def run_bench(name: str, iters: int, warmup: int, batch: int = 0, jit: bool = False,
-              mixed_precision: bool = False, split: bool = True, fused_from: int = -1) -> dict:
+              mixed_precision: bool = False, split: bool = True, fused_from: int = -1,
+              count_flops: bool = True) -> dict:
     import keras
     import tensorflow as tf
 
@@ -93,6 +170,14 @@ def run_bench(name: str, iters: int, warmup: int, batch: int = 0, jit: bool = Fa
     seconds = _time(full, iters, warmup)
     result["images_per_second"] = round(global_batch / seconds, 2)
     result["seconds_per_iteration"] = round(seconds, 4)
+    if count_flops:
+        gflop = conv_flops(full.get_concrete_function().graph) / 1e9
+        rate = machine_conv_rate(keras.mixed_precision.global_policy().compute_dtype)
+        result["conv_gflop_per_iteration"] = _figure(gflop)
+        result["conv_gflops_achieved"] = _figure(gflop / seconds)
+        result["conv_gflops_machine"] = _figure(rate)
+        # if the iteration were nothing but convolutions at the rate they reach alone
+        result["images_per_second_conv_bound"] = _figure(global_batch * rate / gflop)
     if split:
         steps = {"d_step": lambda: model.d_step(reals, alpha, **kw),
                  "g_step": lambda: model.g_step(alpha, **kw),
@@ -108,7 +193,7 @@ def run_bench(name: str, iters: int, warmup: int, batch: int = 0, jit: bool = Fa
 def main(argv):
     del argv
     result = run_bench(FLAGS.config, FLAGS.iters, FLAGS.warmup, FLAGS.batch, FLAGS.jit,
-                       FLAGS.mixed_precision, FLAGS.split, FLAGS.fused_from)
+                       FLAGS.mixed_precision, FLAGS.split, FLAGS.fused_from, FLAGS.flops)
     json.dump(result, sys.stdout)
     print()
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from tfrecords_tools import format as fmt
 from tfrecords_tools.format import DatasetError, DatasetInfo
@@ -28,9 +29,9 @@ from tfrecords_tools.format import DatasetError, DatasetInfo
 __all__ = ["DatasetError", "DatasetInfo", "describe", "make_dataset", "shard_files",
            "diagnose", "checked", "steps_per_epoch", "take_images", "to_images", "holds_in_memory"]
 
-SHUFFLE_BUFFER_BYTES = 256 << 20  # default shuffle buffer: this many bytes of records ...
+IN_MEMORY_BYTES = 256 << 20  # default memory_bytes: a share with at most this many bytes of
+# pixels is held in memory; a larger one streams through a shuffle buffer of this many bytes ...
 SHUFFLE_BUFFER_MAX = 10000  # ... and at most this many records
-IN_MEMORY_BYTES = 256 << 20  # a share with at most this many bytes of pixels is held in memory
 _LOAD_CHUNK_BYTES = 8 << 20  # decoded at a time when loading a share into memory
 _PARALLEL_READ_BYTES = 16 << 10  # read files in parallel when records are at least this big
 
@@ -107,10 +108,10 @@ def _template(files, n_pix, labels):
 
 
 def holds_in_memory(records: int, pixels_per_record: int, batch_size: int,
-                    mirror: bool = False) -> bool:
+                    mirror: bool = False, memory_bytes: int = IN_MEMORY_BYTES) -> bool:
     """Whether make_dataset holds a share of `records` records in memory by default: at least
-    one batch, and at most IN_MEMORY_BYTES of pixels (twice the share with mirror)."""
-    return batch_size <= records and records * pixels_per_record * (1 + mirror) <= IN_MEMORY_BYTES
+    one batch, and at most memory_bytes of pixels (twice the share with mirror)."""
+    return batch_size <= records and records * pixels_per_record * (1 + mirror) <= memory_bytes
 
 
 def to_images(pixels: tf.Tensor) -> tf.Tensor:
@@ -137,7 +138,8 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
                  seed: int | None = None, input_context: tf.distribute.InputContext | None = None,
                  shuffle_buffer: int | None = None, info: DatasetInfo | None = None,
                  limits: dict[str, int] | None = None, raw: bool = False,
-                 in_memory: bool | None = None) -> tf.data.Dataset:
+                 in_memory: bool | None = None,
+                 memory_bytes: int = IN_MEMORY_BYTES) -> tf.data.Dataset:
     """tf.data.Dataset over level lod + 2 of the dataset at `path`.
 
     Yields images (batch_size, H, W, C) float32 in [-1, 1] (uint8 x / 127.5 - 1), or
@@ -158,15 +160,17 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     limits[file] records of those files (see usable_records: how training skips corrupt
     records).
 
-    Shuffling: when this pipeline's share of the level takes at most IN_MEMORY_BYTES of
-    pixels (in_memory=None; True / False force it), the share is decoded once into memory and
-    every epoch is a fresh random permutation of it, cut into batches (an epoch's remainder
-    is dropped). Otherwise records stream through a shuffle buffer of shuffle_buffer records
-    (default min(256 MiB of records, 10000)), reading the parts round-robin, and batches run
-    on across epochs."""
+    Shuffling: when this pipeline's share of the level takes at most memory_bytes of pixels
+    (twice the share with mirror; in_memory=None, True / False force it), the share is
+    decoded once into memory and every epoch is a fresh random permutation of it, cut into
+    batches (an epoch's remainder is dropped). Otherwise records stream through a shuffle
+    buffer of shuffle_buffer records (default min(memory_bytes of records, 10000)), reading
+    the parts round-robin, and batches run on across epochs."""
     info = info or describe(path)
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DatasetError(f"batch_size {batch_size!r} must be a positive int")
+    if not isinstance(memory_bytes, (int, np.integer)) or memory_bytes < 1:
+        raise DatasetError(f"memory_bytes {memory_bytes!r} must be a positive int")
     level = info.level_for_lod(lod)
     if labels and not info.has_labels:
         raise DatasetError(f"{info.prefix}: labels=True but the dataset has no 'label' feature")
@@ -186,10 +190,10 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     record_bytes = n_pix + 64
     deterministic = seed is not None or shard_records or not shuffle
     if in_memory is None:
-        in_memory = holds_in_memory(records_here, n_pix, batch_size, mirror)
+        in_memory = holds_in_memory(records_here, n_pix, batch_size, mirror, memory_bytes)
     in_memory = bool(in_memory and shuffle)
     if shuffle_buffer is None:
-        shuffle_buffer = max(1, min(SHUFFLE_BUFFER_MAX, SHUFFLE_BUFFER_BYTES // record_bytes,
+        shuffle_buffer = max(1, min(SHUFFLE_BUFFER_MAX, memory_bytes // record_bytes,
                                     max(records_here, 1)))
     # per-pipeline seeds: replicas must not flip / shuffle in lockstep
     seeds = [None] * 3 if seed is None else [(seed * 1000003 + 7919 * k + i) % (2 ** 31)
@@ -247,6 +251,11 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
             x = _to_float(x)
         return (x, tf.ensure_shape(y, [batch_size])) if labels else x
 
+    if shuffle:
+        share_mb = records_here * n_pix * (1 + (mirror and in_memory)) / 2 ** 20
+        logging.info("data: level r%02d, %d records in this pipeline (%.0f MiB of pixels): %s", level,
+                     records_here, share_mb, "held in memory, each epoch a permutation" if in_memory
+                     else f"streamed through a shuffle buffer of {shuffle_buffer} records")
     if in_memory:  # flips come with the gather
         ds = _permuted_batches(ds, arrange, finish, batch_size, repeat, stateless[1],
                                in_files, record_bytes,

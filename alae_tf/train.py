@@ -74,6 +74,10 @@ flags.DEFINE_string("prepare", None, "When --data_dir has no dataset, convert th
 flags.DEFINE_integer("prepare_test_count", 1000, "With --prepare: images held out as <name>_test.")
 flags.DEFINE_string("output_dir", None, "Run directory: flags, checkpoints, TensorBoard, PNG grids.")
 flags.DEFINE_boolean("mirror", False, "Random horizontal flips of the reals.")
+flags.DEFINE_integer("data_memory_mb", 256, "A level whose pixels (per worker; twice with --mirror) take at "
+                     "most this many MiB is held in memory and reshuffled whole every epoch; a larger one "
+                     "streams through a shuffle buffer of this many MiB (StyleGAN's shuffle_mb).",
+                     lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
 flags.DEFINE_float("snapshot_kimg", 20, "Image grids every this many thousand images.")
 flags.DEFINE_float("checkpoint_kimg", 50, "Checkpoint every this many thousand images.")
@@ -254,7 +258,8 @@ def build(argv_flags=FLAGS):
         output_dir=f.output_dir, data_dir=f.data_dir, total_images=total_images,
         snapshot_images=max(1, int(f.snapshot_kimg * 1000)),
         checkpoint_images=max(1, int(f.checkpoint_kimg * 1000)), keep_checkpoints=f.keep_checkpoints,
-        log_seconds=f.log_seconds, mirror=f.mirror, seed=f.seed, nan_policy=f.nan_policy,
+        log_seconds=f.log_seconds, mirror=f.mirror, data_memory_bytes=f.data_memory_mb << 20,
+        seed=f.seed, nan_policy=f.nan_policy,
         max_rollbacks=f.max_rollbacks, deterministic=f.deterministic, skip_corrupt_records=f.skip_corrupt_records,
         data_lod_offset=int(math.log2(resolution)) - 2 - config.top_lod)
 

@@ -12,9 +12,7 @@ def small_set(tmp_path_factory):
     return d + "/b"
 
 
-def test_reader_rows(small_set, monkeypatch):
-    from alae_tf import data
-
+def test_reader_rows(small_set):
     rows = bench.bench_reader(small_set, 16, 0.05, 1, "mn")
     assert [r["level"] for r in rows] == [2, 3, 4, 5]
     for r in rows:
@@ -25,8 +23,7 @@ def test_reader_rows(small_set, monkeypatch):
         assert r["float_path"] == r["raw_path"] == "memory"  # 300 small records
         assert r["stream_float_path"] == r["stream_raw_path"] == "stream"
     # a memory budget below the 32 px level's share (300 x 1 KiB): that level streams
-    monkeypatch.setattr(data, "IN_MEMORY_BYTES", 300 * 32 * 32 - 1)
-    rows = bench.bench_reader(small_set, 16, 0.05, 1, "mn")
+    rows = bench.bench_reader(small_set, 16, 0.05, 1, "mn", memory=300 * 32 * 32 - 1)
     assert [r["float_path"] for r in rows] == ["memory", "memory", "memory", "stream"]
     assert rows[2]["raw_mirror_path"] == "memory" and rows[3]["raw_mirror_path"] == "stream"
     assert "| mn | r05 | 32 | 1 |" in bench.markdown([], rows, {"machine": "m", "load_before": 0,

@@ -150,6 +150,25 @@ def test_in_memory_epochs_drop_their_remainder(rgb_dir):
         next(iter(data.make_dataset(d, 1, 20, in_memory=True)))
 
 
+def test_memory_bytes_decides_memory_or_stream(rgb_dir):
+    d, _ = rgb_dir  # 12 records of 8x8x3 = 192 bytes at lod 1: a 2,304-byte share
+
+    def counts(memory_bytes):  # how often each record comes in the first 5 x 12 images
+        it = iter(data.make_dataset(d, 1, 5, labels=True, seed=3, memory_bytes=memory_bytes))
+        return np.bincount(np.concatenate([next(it)[1].numpy() for _ in range(12)]), minlength=12)
+
+    assert data.holds_in_memory(12, 192, 5, memory_bytes=2304)
+    assert not data.holds_in_memory(12, 192, 5, memory_bytes=2303)
+    assert not data.holds_in_memory(12, 192, 5, mirror=True, memory_bytes=2304)
+    # streamed: batches run on across epochs, so 60 images are exactly 5 passes
+    np.testing.assert_array_equal(counts(2303), np.full(12, 5))
+    # held: each epoch of 10 leaves out 2 records, a different pair each time
+    held = counts(2304)
+    assert held.sum() == 60 and held.max() > 5
+    with pytest.raises(data.DatasetError, match="memory_bytes 0 must be a positive int"):
+        data.make_dataset(d, 1, 5, memory_bytes=0)
+
+
 def test_mirror_flips_some_images(rgb_dir):
     d, imgs = rgb_dir
     ref = imgs.astype(np.float32) / 127.5 - 1

@@ -130,7 +130,8 @@ READER_VARIANTS = {  # name: make_dataset keyword arguments
 }
 
 
-def bench_reader(path, batch, seconds, rounds, label):
+def bench_reader(path, batch, seconds, rounds, label, memory: int = 256 << 20):
+    """Rows of the reader table; memory: the readers' memory_bytes."""
     import tensorflow as tf
 
     from alae_tf import data
@@ -143,7 +144,7 @@ def bench_reader(path, batch, seconds, rounds, label):
         its = {"bare": iter(tf.data.TFRecordDataset(files).repeat()
                             .batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))}
         for name, kw in READER_VARIANTS.items():
-            its[name] = iter(data.make_dataset(path, lod, batch, info=info, **kw))
+            its[name] = iter(data.make_dataset(path, lod, batch, info=info, memory_bytes=memory, **kw))
         for it in its.values():  # warm up: load the share or fill the shuffle buffer, prefetch
             for _ in range(max(3, min(200, 3 * info.count // batch // 4))):
                 next(it)
@@ -157,7 +158,7 @@ def bench_reader(path, batch, seconds, rounds, label):
                "channels": info.channels, "bare_img_s": round(med["bare"])}
         for k, kw in READER_VARIANTS.items():
             held = kw.get("in_memory", data.holds_in_memory(info.count, c * h * w, batch,
-                                                            kw.get("mirror", False)))
+                                                            kw.get("mirror", False), memory))
             row[f"{k}_img_s"] = round(med[k])
             row[f"{k}_ratio"] = round(med[k] / med["bare"], 3)
             row[f"{k}_path"] = "memory" if held else "stream"
@@ -171,7 +172,8 @@ def bench_reader(path, batch, seconds, rounds, label):
 
 def markdown(conv, reader, meta):
     out = [f"Machine: {meta['machine']}; load average before / after: {meta['load_before']} /"
-           f" {meta['load_after']}; TensorFlow {meta['tf']}; batch {meta['batch']}.", "",
+           f" {meta['load_after']}; TensorFlow {meta['tf']}; batch {meta['batch']}; reader memory "
+           f"budget {meta.get('memory_mb', 256)} MiB.", "",
            "Conversion (`python -m tfrecords_tools.convert` in a subprocess; wall s: the "
            "whole command; img/s: images / conversion time (TensorFlow import included); "
            "steady img/s: after the first chunk is written; cores busy: CPU time of converter "
@@ -215,6 +217,8 @@ def main(argv=None):
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=1.5, help="per reader round")
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--memory_mb", type=int, default=256,
+                        help="the readers' memory budget (train.py's --data_memory_mb)")
     parser.add_argument("--skip_reader", action="store_true")
     parser.add_argument("--json_out", default=None)
     parser.add_argument("--markdown_out", default=None)
@@ -240,12 +244,12 @@ def main(argv=None):
                 picks[r["source"]] = r
         for source, r in ({} if args.skip_reader else picks).items():
             reader += bench_reader(os.path.join(r["dir"], "b"), args.batch, args.seconds,
-                                   args.rounds, source)
+                                   args.rounds, source, args.memory_mb << 20)
         meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                            f"{platform.processor() or platform.platform()}",
                 "load_before": round(load_before, 2),
                 "load_after": round(os.getloadavg()[0], 2), "tf": tf.__version__,
-                "batch": args.batch}
+                "batch": args.batch, "memory_mb": args.memory_mb}
         md = markdown(conv, reader, meta)
         print()
         print(md)

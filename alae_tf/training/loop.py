@@ -42,6 +42,7 @@ class LoopConfig:
     log_seconds: float = 10.0
     summary_steps: int = 50
     mirror: bool = False
+    data_memory_bytes: int = data_lib.IN_MEMORY_BYTES  # see data.make_dataset's memory_bytes
     seed: int = 0
     grid_size: int = 32
     data_lod_offset: int = 0  # dataset LOD = model LOD + offset (the MLP model has one LOD)
@@ -127,7 +128,7 @@ class Trainer:
             ds = data_lib.make_dataset(
                 cfg.data_dir, data_lod, ctx.get_per_replica_batch_size(global_batch), mirror=cfg.mirror,
                 shuffle=True, repeat=True, seed=cfg.seed + start, input_context=ctx, info=info,
-                limits=limits, raw=True)
+                limits=limits, raw=True, memory_bytes=cfg.data_memory_bytes)
             return ds.skip(skip) if skip else ds
 
         if skip:
