@@ -130,12 +130,13 @@ READER_VARIANTS = {  # name: make_dataset keyword arguments
 }
 
 
-def bench_reader(path, batch, seconds, rounds, label, memory: int = 256 << 20):
-    """Rows of the reader table; memory: the readers' memory_bytes."""
+def bench_reader(path, batch, seconds, rounds, label, memory: int | None = None):
+    """Rows of the reader table; memory: the readers' memory_bytes (default: make_dataset's)."""
     import tensorflow as tf
 
     from alae_tf import data
 
+    memory = memory or data.IN_MEMORY_BYTES
     info = data.describe(path)
     rows = []
     for level in info.levels:
