@@ -14,17 +14,6 @@ import time
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("config", "mnist32", ["mnist32", "celeba64", "ffhq256", "ffhq1024"], "Architecture.")
-flags.DEFINE_integer("iters", 20, "Timed iterations.")
-flags.DEFINE_integer("warmup", 3, "Untimed iterations first (tracing, autotuning).")
-flags.DEFINE_integer("batch", 0, "Global batch; 0: the config's.")
-flags.DEFINE_boolean("jit", False, "XLA-compile the gradient computations.")
-flags.DEFINE_boolean("mixed_precision", False, "float16 on a GPU, bfloat16 on a CPU with AVX512-BF16 / AMX "
-                     "(as train.py's --mixed_precision).")
-flags.DEFINE_integer("fused_from", -1, "Fuse up/down convs from this resolution; -1: the model default.")
-flags.DEFINE_boolean("split", True, "Also time the D, G and latent AE steps alone.")
-flags.DEFINE_boolean("flops", True, "Also count the iteration's convolution FLOPs and time this "
-                     "machine's convolutions alone (the ceiling those FLOPs allow).")
 
 # Architectures of the speed goal: the release's MNIST StyleALAE and a 64 px CelebA StyleALAE;
 # ffhq configs at 256 and 1024 px for GPUs.
@@ -193,6 +182,22 @@ def run_bench(name: str, iters: int, warmup: int, batch: int = 0, jit: bool = Fa
     return result
 
 
+def _define_flags():
+    """The command's flags (defined only when run as a command, so importing this module next
+    to alae_tf.train defines nothing twice)."""
+    flags.DEFINE_enum("config", "mnist32", ["mnist32", "celeba64", "ffhq256", "ffhq1024"], "Architecture.")
+    flags.DEFINE_integer("iters", 20, "Timed iterations.")
+    flags.DEFINE_integer("warmup", 3, "Untimed iterations first (tracing, autotuning).")
+    flags.DEFINE_integer("batch", 0, "Global batch; 0: the config's.")
+    flags.DEFINE_boolean("jit", False, "XLA-compile the gradient computations.")
+    flags.DEFINE_boolean("mixed_precision", False, "float16 on a GPU, bfloat16 on a CPU with AVX512-BF16 / AMX "
+                         "(as train.py's --mixed_precision).")
+    flags.DEFINE_integer("fused_from", -1, "Fuse up/down convs from this resolution; -1: the model default.")
+    flags.DEFINE_boolean("split", True, "Also time the D, G and latent AE steps alone.")
+    flags.DEFINE_boolean("flops", True, "Also count the iteration's convolution FLOPs and time this "
+                         "machine's convolutions alone (the ceiling those FLOPs allow).")
+
+
 def main(argv):
     del argv
     result = run_bench(FLAGS.config, FLAGS.iters, FLAGS.warmup, FLAGS.batch, FLAGS.jit,
@@ -202,4 +207,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

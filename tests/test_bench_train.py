@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 
 from alae_tf import bench
+from alae_tf import train  # noqa: F401  both in one process: no flag may be defined twice
 
 
 def _graph(fn, *specs):
