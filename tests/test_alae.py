@@ -158,6 +158,9 @@ def test_two_replicas_match_one_replica(two_replicas):
     config = ALAEConfig(**TINY_MLP)
     batch = 8
     reals = tf.constant(np.random.default_rng(5).uniform(-1, 1, (3, batch, 8, 8, 1)), tf.float32)
+    # Seeded weights: under plain SGD at this learning rate a rare draw of an unseeded tiny
+    # MLP diverged to NaN within 3 steps in both runs (1 CI run in about 10 did).
+    keras.utils.set_random_seed(0)
     results = {}
     initial = None
     for name, strategy in [("one", tf.distribute.MirroredStrategy(["/cpu:0"])), ("two", two_replicas)]:
@@ -203,6 +206,7 @@ def test_two_replicas_match_one_replica(two_replicas):
                 np.testing.assert_array_equal(replicas[0], replicas[1])
     for i in (0, 1):
         for k in results["one"][i]:
+            assert math.isfinite(results["one"][i][k]), (i, k)
             assert results["two"][i][k] == pytest.approx(results["one"][i][k], rel=1e-4, abs=1e-6), (i, k)
     for a, b in zip(results["one"][2], results["two"][2]):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
