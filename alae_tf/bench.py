@@ -112,14 +112,20 @@ def machine_conv_rate(dtype: str = "float32", batch: int | None = None, size: in
     w = tf.cast(tf.random.normal([3, 3, channels, channels]), dtype)
     conv = tf.function(lambda: tf.nn.conv2d(x, w, 1, "SAME"))
     flops = 2 * batch * size * size * channels * 9 * channels
+    return flops / best_seconds(lambda: float(tf.cast(conv()[0, 0, 0, 0], tf.float32)), seconds) / 1e9
+
+
+def best_seconds(fn, seconds: float) -> float:
+    """Shortest wall time of fn() (which must wait for its result) over `seconds` of repeats,
+    after 3 untimed calls."""
     for _ in range(3):
-        float(tf.reduce_sum(tf.cast(conv(), tf.float32)))
+        fn()
     best, end = float("inf"), time.perf_counter() + seconds
     while time.perf_counter() < end:
         start = time.perf_counter()
-        float(tf.cast(conv()[0, 0, 0, 0], tf.float32))
+        fn()
         best = min(best, time.perf_counter() - start)
-    return flops / best / 1e9
+    return best
 
 
 def run_bench(name: str, iters: int, warmup: int, batch: int = 0, jit: bool = False,

@@ -8,37 +8,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+
+from alae_tf.bench import best_seconds, machine_conv_rate
 
 SHAPES = [  # batch, side, channels in = out: the 64 / 32 / 16 px blocks of celeba64
     (32, 64, 64), (32, 32, 128), (32, 16, 256), (64, 32, 64),  # the last: mnist32's top block
 ]
 
 
-def _best(fn, seconds: float) -> float:
-    for _ in range(3):
-        fn()
-    best, end = float("inf"), time.perf_counter() + seconds
-    while time.perf_counter() < end:
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
-
-
 def tf_rates(seconds: float) -> dict:
     import tensorflow as tf
 
-    out = {}
-    for n, side, c in SHAPES:
-        x = tf.random.normal([n, side, side, c])
-        w = tf.random.normal([3, 3, c, c])
-        conv = tf.function(lambda x=x, w=w: tf.nn.conv2d(x, w, 1, "SAME"))
-        out[(n, side, c)] = 2 * n * side * side * c * 9 * c / _best(
-            lambda: conv()[0, 0, 0, 0].numpy(), seconds) / 1e9
+    out = {(n, side, c): machine_conv_rate("float32", n, side, c, seconds) for n, side, c in SHAPES}
     a = tf.random.normal([4096, 4096])
     mm = tf.function(lambda: tf.linalg.matmul(a, a))
-    out["matmul"] = 2 * 4096 ** 3 / _best(lambda: mm()[0, 0].numpy(), seconds) / 1e9
+    out["matmul"] = 2 * 4096 ** 3 / best_seconds(lambda: mm()[0, 0].numpy(), seconds) / 1e9
     return out
 
 
@@ -52,7 +36,7 @@ def torch_rates(seconds: float) -> dict | None:
     for n, side, c in SHAPES:
         x = torch.randn(n, c, side, side)
         w = torch.randn(c, c, 3, 3)
-        out[(n, side, c)] = 2 * n * side * side * c * 9 * c / _best(
+        out[(n, side, c)] = 2 * n * side * side * c * 9 * c / best_seconds(
             lambda: torch.nn.functional.conv2d(x, w, padding=1), seconds) / 1e9
     return out
 
