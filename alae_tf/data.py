@@ -30,10 +30,8 @@ __all__ = ["DatasetError", "DatasetInfo", "describe", "make_dataset", "shard_fil
            "diagnose", "checked", "steps_per_epoch", "take_images", "to_images", "holds_in_memory"]
 
 IN_MEMORY_BYTES = 256 << 20  # default memory_bytes: a share with at most this many bytes of
-# pixels is held in memory; a larger one streams through a shuffle buffer of this many bytes ...
-SHUFFLE_BUFFER_MAX = 10000  # ... and at most this many records
+# pixels is held in memory; a larger one streams in windows of half as many bytes of records
 _LOAD_CHUNK_BYTES = 8 << 20  # decoded at a time when loading a share into memory
-_PARALLEL_READ_BYTES = 16 << 10  # read files in parallel when records are at least this big
 
 
 def describe(path, check_sizes: bool = True) -> DatasetInfo:
@@ -77,6 +75,15 @@ def _guard(ok, files, expect_shape, need_label):
 
     return tf.cond(ok, lambda: tf.constant(True),
                    lambda: tf.py_function(fail, [], Tout=tf.bool))
+
+
+def window_records(records: int, record_bytes: int, batch_size: int,
+                   memory_bytes: int = IN_MEMORY_BYTES) -> int:
+    """Records per window of the streaming path: whole batches of at most memory_bytes / 2
+    of records (a window is permuted while the next one is read), at most the share's whole
+    batches, at least one batch."""
+    fit = min(memory_bytes // 2 // max(1, record_bytes), records)
+    return max(1, fit // batch_size) * batch_size
 
 
 def _template(files, n_pix, labels):
@@ -136,7 +143,7 @@ def _chw_to_hwc(x, c: int, h: int, w: int):
 def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
                  labels: bool = False, shuffle: bool = True, repeat: bool = True,
                  seed: int | None = None, input_context: tf.distribute.InputContext | None = None,
-                 shuffle_buffer: int | None = None, info: DatasetInfo | None = None,
+                 info: DatasetInfo | None = None,
                  limits: dict[str, int] | None = None, raw: bool = False,
                  in_memory: bool | None = None,
                  memory_bytes: int = IN_MEMORY_BYTES) -> tf.data.Dataset:
@@ -163,9 +170,11 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     Shuffling: when this pipeline's share of the level takes at most memory_bytes of pixels
     (twice the share with mirror; in_memory=None, True / False force it), the share is
     decoded once into memory and every epoch is a fresh random permutation of it, cut into
-    batches (an epoch's remainder is dropped). Otherwise records stream through a shuffle
-    buffer of shuffle_buffer records (default min(memory_bytes of records, 10000)), reading
-    the parts round-robin, and batches run on across epochs."""
+    batches (an epoch's remainder is dropped). Otherwise the share streams: the parts are
+    read one after the other (in a new random order every epoch) and cut into windows of
+    window_records(...) records, at most memory_bytes / 2 of them; each window is a random
+    permutation cut into whole batches. Windows run on across epochs, so nothing is dropped
+    (without repeat, the last window's remainder is)."""
     info = info or describe(path)
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise DatasetError(f"batch_size {batch_size!r} must be a positive int")
@@ -192,46 +201,40 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     if in_memory is None:
         in_memory = holds_in_memory(records_here, n_pix, batch_size, mirror, memory_bytes)
     in_memory = bool(in_memory and shuffle)
-    if shuffle_buffer is None:
-        shuffle_buffer = max(1, min(SHUFFLE_BUFFER_MAX, memory_bytes // record_bytes,
-                                    max(records_here, 1)))
+    window = window_records(records_here, record_bytes, batch_size, memory_bytes)
     # per-pipeline seeds: replicas must not flip / shuffle in lockstep
     seeds = [None] * 3 if seed is None else [(seed * 1000003 + 7919 * k + i) % (2 ** 31)
                                              for i in (1, 2, 3)]
     # the stateless draws (in-memory permutations, flips) need a seed even when unseeded
     stateless = seeds if seed is not None else [
         int(v) for v in np.random.default_rng().integers(2 ** 31, size=3)]
-    to_pixels = _pixel_parser(files, (c, h, w), labels)
+    to_rows, start, guard = _pixel_parser(files, (c, h, w), labels)
 
     take = [-1 if limits is None else limits.get(f, -1) for f in files]
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(files, tf.string), tf.constant(take, tf.int64)))
     if shuffle and not shard_records and len(files) > 1 and not in_memory:
         ds = ds.shuffle(len(files), seed=seeds[0], reshuffle_each_iteration=True)
-    # Files one after the other (cheapest per record) when not shuffling, or when the shuffle
-    # buffer holds this pipeline's whole share anyway; else round-robin over the parts so a
-    # smaller buffer still mixes them.
-    whole = in_memory or shuffle_buffer >= records_here
-    cycle = max(1, min(len(files), 64)) if shuffle and not whole else 1
-    parallel = record_bytes >= _PARALLEL_READ_BYTES and cycle > 1
-    if cycle == 1 and limits is None:
+    # The files one after the other: the cheapest read per record (a round-robin interleave
+    # costs about 1 us per record, as much as reading a 32 px record).
+    if limits is None:
         ds = tf.data.TFRecordDataset(ds.map(lambda f, _: f), buffer_size=1 << 20)
-    elif cycle == 1:
-        ds = ds.flat_map(lambda f, n: tf.data.TFRecordDataset(f, buffer_size=1 << 20).take(n))
     else:
-        ds = ds.interleave(
-            lambda f, n: tf.data.TFRecordDataset(f, buffer_size=1 << 20).take(n),
-            cycle_length=cycle, block_length=1,
-            num_parallel_calls=tf.data.AUTOTUNE if parallel else None,
-            deterministic=(True if deterministic else None) if parallel else None)
+        ds = ds.flat_map(lambda f, n: tf.data.TFRecordDataset(f, buffer_size=1 << 20).take(n))
     if shard_records:
         ds = ds.shard(n, k)
 
     out_shape = [batch_size, c, h, w] if raw else [batch_size, h, w, c]
 
+    def layout(rows):
+        """Pixels from rows[:, start:start + C*H*W] in the output layout, uint8."""
+        x = rows[:, start:start + n_pix]
+        return tf.reshape(x, [-1, c, h, w]) if raw else _chw_to_hwc(x, c, h, w)
+
     def arrange(serialized):
         """records -> pixels in the output layout, uint8."""
-        x, y = to_pixels(serialized)
-        return (tf.reshape(x, [-1, c, h, w]) if raw else _chw_to_hwc(x, c, h, w)), y
+        rows, y, ok = to_rows(serialized)
+        with tf.control_dependencies([guard(ok)]):
+            return layout(rows), tf.identity(y)
 
     def finish(x, y, index=None):
         """Flip (streaming path: drawn from (seed, batch index), so parallel decoding keeps
@@ -255,14 +258,18 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         share_mb = records_here * n_pix * (1 + (mirror and in_memory)) / 2 ** 20
         logging.info("data: level r%02d, %d records in this pipeline (%.0f MiB of pixels): %s", level,
                      records_here, share_mb, "held in memory, each epoch a permutation" if in_memory
-                     else f"streamed through a shuffle buffer of {shuffle_buffer} records")
+                     else f"streamed in windows of {window} records "
+                          f"({window * record_bytes / 2 ** 20:.0f} MiB), each a permutation")
     if in_memory:  # flips come with the gather
         ds = _permuted_batches(ds, arrange, finish, batch_size, repeat, stateless[1],
                                in_files, record_bytes,
                                (3 if raw else 2) if mirror else None)
+    elif shuffle:
+        if repeat:
+            ds = ds.repeat()
+        ds = _window_batches(ds, to_rows, guard, layout, finish, batch_size, window,
+                             stateless[1], deterministic)
     else:
-        if shuffle:
-            ds = ds.shuffle(shuffle_buffer, seed=seeds[1], reshuffle_each_iteration=True)
         if repeat:
             ds = ds.repeat()
         ds = ds.batch(batch_size, drop_remainder=True).enumerate()
@@ -324,9 +331,49 @@ def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int
     return share.flat_map(all_epochs)
 
 
+def _window_batches(records: tf.data.Dataset, to_rows, guard, layout, finish, batch_size: int,
+                    window: int, seed: int, deterministic: bool) -> tf.data.Dataset:
+    """Batches of a streamed share: `window` records at a time are decoded together
+    (to_rows, then guard: it raises naming the file of a bad record), permuted by a draw
+    from (seed, window index) and cut into whole batches, each a gather of rows; the pixels
+    are cut out of the gathered rows (layout), so they are copied once. The last window of a
+    stream that ends may be short: its remainder (less than a batch) is left out."""
+    per_window = window // batch_size
+
+    def batches(w, rows, y):
+        count = tf.shape(y)[0]
+        key = tf.stack([tf.constant(seed, tf.int64), w])
+        order = tf.argsort(tf.random.stateless_uniform([count], key))
+        whole = count // batch_size * batch_size
+        picks = tf.reshape(order[:whole], [-1, batch_size])
+        first = w * per_window
+        index = first + tf.range(tf.shape(picks)[0], dtype=tf.int64)
+        def one_batch(i, b):
+            return finish(layout(tf.gather(rows, i)), tf.gather(y, i), index=b)
+
+        return tf.data.Dataset.from_tensor_slices((picks, index)).map(
+            one_batch, num_parallel_calls=tf.data.AUTOTUNE,
+            deterministic=True if deterministic else None)
+
+    def checked_rows(rows, y, ok):  # a map of its own: see _pixel_parser
+        with tf.control_dependencies([guard(ok)]):
+            return tf.identity(rows), tf.identity(y)
+
+    # The next window is read while this one is consumed, and decoded on demand, so not on
+    # the reading thread (both on the reading thread: 0.76 of the bare read rate at 256 px).
+    windows = records.batch(window).prefetch(1).map(to_rows).map(checked_rows).enumerate()
+    return windows.flat_map(lambda w, rows_y: batches(w, *rows_y))
+
+
 def _pixel_parser(files, shape, labels: bool):
-    """serialized records [n] -> (uint8 CHW pixels flattened [n, C*H*W], int64 labels [n]
-    (zeros without labels)), checked: a bad record raises an error naming its file."""
+    """(to_rows, start, guard). to_rows maps serialized records [n] to (rows uint8 [n, K],
+    int64 labels [n] (zeros without labels), ok): the CHW pixels of record i are
+    rows[i, start:start + C*H*W] (the records themselves when the first record has a byte
+    template (see _template), so the pixels are copied out once, where they are used; a
+    record that does not fit it is parsed and its pixels put where the template has them),
+    and ok is False when a record is malformed. guard(ok) is an op that raises, naming the
+    file and record, when ok is False: kept out of to_rows, because a py_function anywhere in
+    a tf.data function slows all of it (a third of the read rate at 32 px)."""
     c, h, w = shape
     n_pix = c * h * w
     feats = {fmt.KEY_SHAPE: tf.io.FixedLenFeature([3], tf.int64, default_value=[0, 0, 0]),
@@ -336,45 +383,54 @@ def _pixel_parser(files, shape, labels: bool):
     expect = tf.constant([c, h, w], tf.int64)
 
     def slow(serialized):
-        """Generic path: parse_example, with checks that name the file on failure."""
+        """Generic path: parse_example and check; (pixels [n, C*H*W], labels, ok)."""
+        n = tf.size(serialized)
         # A tf.train.Example starts with field 1 (features), tag byte 0x0a; anything else
         # would make parse_example fail with a message that names no file.
         looks_ok = tf.reduce_all(tf.equal(tf.strings.substr(serialized, 0, 1), b"\n"))
-        with tf.control_dependencies([_guard(looks_ok, files, shape, labels)]):
-            ex = tf.io.parse_example(serialized, feats)
-        ok = tf.logical_and(
+        none = {fmt.KEY_SHAPE: tf.zeros([n, 3], tf.int64), fmt.KEY_DATA: tf.fill([n], ""),
+                fmt.KEY_LABEL: tf.fill([n], tf.constant(-1, tf.int64))}
+        ex = tf.cond(looks_ok, lambda: tf.io.parse_example(serialized, feats),
+                     lambda: {k: none[k] for k in feats})
+        ok = tf.logical_and(looks_ok, tf.logical_and(
             tf.reduce_all(tf.equal(ex[fmt.KEY_SHAPE], expect)),
-            tf.reduce_all(tf.equal(tf.strings.length(ex[fmt.KEY_DATA]), n_pix)))
+            tf.reduce_all(tf.equal(tf.strings.length(ex[fmt.KEY_DATA]), n_pix))))
         if labels:
             ok = tf.logical_and(ok, tf.reduce_all(ex[fmt.KEY_LABEL] >= 0))
-        with tf.control_dependencies([_guard(ok, files, shape, labels)]):
-            x = tf.reshape(tf.io.decode_raw(ex[fmt.KEY_DATA], tf.uint8), [-1, n_pix])
+        x = tf.cond(ok, lambda: tf.reshape(tf.io.decode_raw(ex[fmt.KEY_DATA], tf.uint8), [-1, n_pix]),
+                    lambda: tf.zeros([n, n_pix], tf.uint8))
         y = ex[fmt.KEY_LABEL] if labels else tf.zeros(tf.shape(serialized), tf.int64)
-        return x, y
+        return x, y, ok
+
+    def guard(ok):
+        return _guard(ok, files, shape, labels)
 
     template = _template(files, n_pix, labels)
     if template is None:
-        return slow
+        return slow, 0, guard
     length, start, label_pos, keep_idx, keep_val = template
 
-    def fast_or_slow(serialized):
-        raw = tf.reshape(tf.io.decode_raw(serialized, tf.uint8), [-1, length])
-        same = tf.reduce_all(tf.equal(tf.gather(raw, keep_idx, axis=1), keep_val))
+    def slow_as_rows(serialized):
+        x, y, ok = slow(serialized)
+        return tf.pad(x, [[0, 0], [start, length - start - n_pix]]), y, ok
+
+    def records_to_rows(serialized):
+        # records of another length would make decode_raw fail: they take the generic path
+        same_len = tf.reduce_all(tf.equal(tf.strings.length(serialized), length))
+        raw = tf.cond(same_len,
+                      lambda: tf.reshape(tf.io.decode_raw(serialized, tf.uint8), [-1, length]),
+                      lambda: tf.zeros([tf.size(serialized), length], tf.uint8))
+        same = tf.logical_and(
+            same_len, tf.reduce_all(tf.equal(tf.gather(raw, keep_idx, axis=1), keep_val)))
         if label_pos is not None:
             same = tf.logical_and(same, tf.reduce_all(raw[:, label_pos] < 128))
+            y = tf.cast(raw[:, label_pos], tf.int64)
+        else:
+            y = tf.zeros(tf.shape(serialized), tf.int64)
+        return tf.cond(same, lambda: (raw, y, tf.constant(True)),
+                       lambda: slow_as_rows(serialized))
 
-        def fast():
-            y = (tf.cast(raw[:, label_pos], tf.int64) if label_pos is not None
-                 else tf.zeros(tf.shape(serialized), tf.int64))
-            return raw[:, start:start + n_pix], y
-
-        return tf.cond(same, fast, lambda: slow(serialized))
-
-    def records_to_pixels(serialized):
-        same_len = tf.reduce_all(tf.equal(tf.strings.length(serialized), length))
-        return tf.cond(same_len, lambda: fast_or_slow(serialized), lambda: slow(serialized))
-
-    return records_to_pixels
+    return records_to_rows, start, guard
 
 
 def diagnose(path, lod: int | None = None, error: BaseException | None = None,

@@ -76,7 +76,7 @@ flags.DEFINE_string("output_dir", None, "Run directory: flags, checkpoints, Tens
 flags.DEFINE_boolean("mirror", False, "Random horizontal flips of the reals.")
 flags.DEFINE_integer("data_memory_mb", 256, "A level whose pixels (per worker; twice with --mirror) take at "
                      "most this many MiB is held in memory and reshuffled whole every epoch; a larger one "
-                     "streams through a shuffle buffer of this many MiB (StyleGAN's shuffle_mb).",
+                     "streams in windows of half as many MiB, each reshuffled whole.",
                      lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
 flags.DEFINE_float("snapshot_kimg", 20, "Image grids every this many thousand images.")

@@ -88,6 +88,40 @@ def test_other_key_order_and_big_labels_take_the_generic_path(tmp_path):
     np.testing.assert_array_equal(x.numpy(), imgs.astype(np.float32) / 127.5 - 1)
 
 
+def test_big_labels_stream_through_the_generic_path(tmp_path):
+    imgs = smooth_images(8, 8, 1, seed=6)
+    labels = [3, 300, 5, 2 ** 33, 7, 128, 1, 9]  # the first fits the byte template, some not
+    write_fixture(str(tmp_path), "b", imgs, labels=labels, parts=2)
+    x, y = next(iter(data.make_dataset(str(tmp_path), 1, 8, labels=True, in_memory=False,
+                                       seed=0, repeat=False)))
+    assert sorted(y.numpy()) == sorted(labels)
+    for img, lab in zip(x.numpy(), y.numpy()):
+        np.testing.assert_array_equal(img, imgs[labels.index(lab)].astype(np.float32) / 127.5 - 1)
+
+
+def test_window_records():
+    assert data.window_records(100, 100, 25, memory_bytes=1 << 20) == 100  # the whole share
+    assert data.window_records(100, 100, 25, memory_bytes=6000) == 25  # 30 fit: one batch
+    assert data.window_records(100, 100, 25, memory_bytes=4000) == 25  # 20 fit: still a batch
+    assert data.window_records(110, 100, 25, memory_bytes=1 << 20) == 100  # whole batches
+
+
+def test_stream_windows_are_permutations_of_the_file_stream(rgb_dir):
+    d, _ = rgb_dir  # 3 parts of 4 records (labels 0-3, 4-7, 8-11); 256-byte records at lod 1
+    it = iter(data.make_dataset(d, 1, 2, labels=True, seed=7, memory_bytes=2100))
+    assert data.window_records(12, 8 * 8 * 3 + 64, 2, 2100) == 4  # a window is one part
+    ys = np.concatenate([next(it)[1].numpy() for _ in range(60)])  # 10 epochs
+    windows = ys.reshape(-1, 4)
+    parts = [set(range(4 * p, 4 * p + 4)) for p in range(3)]
+    assert all(set(win) in parts for win in windows)
+    epochs = windows.reshape(10, 3, 4)
+    assert all(sorted(min(win) for win in e) == [0, 4, 8] for e in epochs)  # all parts
+    assert len({tuple(min(win) for win in e) for e in epochs}) > 1  # parts in new orders
+    assert len({tuple(win) for win in windows}) > 3  # records in new orders
+    again = iter(data.make_dataset(d, 1, 2, labels=True, seed=7, memory_bytes=2100))
+    np.testing.assert_array_equal(np.concatenate([next(again)[1].numpy() for _ in range(60)]), ys)
+
+
 @pytest.mark.parametrize("in_memory", [None, False])  # 100 records: held in memory by default
 def test_shuffle_repeat_and_seed(mnist_dir, in_memory):
     def first(n, **kw):
@@ -285,6 +319,10 @@ def test_corrupt_record_error_names_file_and_record(mnist_dir, tmp_path, kind):
             pass
     with pytest.raises(data.DatasetError, match=r"mn-r03\.tfrecords\.002: record 7"):
         for _ in data.checked(data.make_dataset(d, 1, 5, labels=True, seed=0), d, 1, True):
+            pass
+    with pytest.raises(tf.errors.InvalidArgumentError,  # streamed in windows
+                       match=r"mn-r03\.tfrecords\.002: record 7: "):
+        for _ in data.make_dataset(d, 1, 5, labels=True, in_memory=False, repeat=False):
             pass
 
 

@@ -110,7 +110,20 @@ def bench_conversion(work, n_small, n_large, size, quick):
     return rows
 
 
+def _quiesce(limit: float = 10.0, step: float = 0.05):
+    """Wait until this process is idle (under 10 % of a core for `step` s): the readers
+    measured before refill their buffers in background threads, and that must not run
+    during the next reader's round (a streaming reader reads a whole window ahead)."""
+    end = time.perf_counter() + limit
+    while time.perf_counter() < end:
+        before = time.process_time()
+        time.sleep(step)
+        if time.process_time() - before < 0.1 * step:
+            return
+
+
 def _rate(iterator, batch, seconds):
+    _quiesce()
     next(iterator)
     n, t0 = 0, time.perf_counter()
     while True:
@@ -146,7 +159,7 @@ def bench_reader(path, batch, seconds, rounds, label, memory: int | None = None)
                             .batch(batch, drop_remainder=True).prefetch(tf.data.AUTOTUNE))}
         for name, kw in READER_VARIANTS.items():
             its[name] = iter(data.make_dataset(path, lod, batch, info=info, memory_bytes=memory, **kw))
-        for it in its.values():  # warm up: load the share or fill the shuffle buffer, prefetch
+        for it in its.values():  # warm up: load the share or the first window, prefetch
             for _ in range(max(3, min(200, 3 * info.count // batch // 4))):
                 next(it)
         rates = {k: [] for k in its}
