@@ -259,7 +259,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         logging.info("data: level r%02d, %d records in this pipeline (%.0f MiB of pixels): %s", level,
                      records_here, share_mb, "held in memory, each epoch a permutation" if in_memory
                      else f"streamed in windows of {window} records "
-                          f"({window * record_bytes / 2 ** 20:.0f} MiB), each a permutation")
+                          f"({window * record_bytes / 2 ** 20:.1f} MiB), each a permutation")
     if in_memory:  # flips come with the gather
         ds = _permuted_batches(ds, arrange, finish, batch_size, repeat, stateless[1],
                                in_files, record_bytes,
@@ -348,6 +348,7 @@ def _window_batches(records: tf.data.Dataset, to_rows, guard, layout, finish, ba
         picks = tf.reshape(order[:whole], [-1, batch_size])
         first = w * per_window
         index = first + tf.range(tf.shape(picks)[0], dtype=tf.int64)
+
         def one_batch(i, b):
             return finish(layout(tf.gather(rows, i)), tf.gather(y, i), index=b)
 

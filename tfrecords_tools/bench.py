@@ -205,8 +205,9 @@ def markdown(conv, reader, meta):
             "of alternating rounds). float: NHWC float32 [-1, 1] (the default); raw: the "
             "stored uint8 pixels, as training reads them; stream: the same with "
             "in_memory=False. Each ratio is followed by how that reader shuffled (m: the "
-            "share held in memory and permuted per epoch; s: streamed through a shuffle "
-            "buffer):", "",
+            "share held in memory and permuted per epoch; s: streamed in windows, each "
+            "permuted). Before each round the process waits until it is idle, so no reader's "
+            "background refill runs during another's round:", "",
             "| dataset | level | px | C | bare img/s | float img/s | ratio | raw img/s | "
             "ratio | raw+mirror img/s | ratio | stream float img/s | ratio | stream raw img/s "
             "| ratio |",
