@@ -230,11 +230,15 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         x = rows[:, start:start + n_pix]
         return tf.reshape(x, [-1, c, h, w]) if raw else _chw_to_hwc(x, c, h, w)
 
+    def checked(rows, y, ok):
+        """(rows, y) once guard(ok) passed: it raises naming the file of a bad record."""
+        with tf.control_dependencies([guard(ok)]):
+            return tf.identity(rows), tf.identity(y)
+
     def arrange(serialized):
         """records -> pixels in the output layout, uint8."""
-        rows, y, ok = to_rows(serialized)
-        with tf.control_dependencies([guard(ok)]):
-            return layout(rows), tf.identity(y)
+        rows, y = checked(*to_rows(serialized))
+        return layout(rows), y
 
     def finish(x, y, index=None):
         """Flip (streaming path: drawn from (seed, batch index), so parallel decoding keeps
@@ -267,7 +271,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     elif shuffle:
         if repeat:
             ds = ds.repeat()
-        ds = _window_batches(ds, to_rows, guard, layout, finish, batch_size, window,
+        ds = _window_batches(ds, to_rows, checked, layout, finish, batch_size, window,
                              stateless[1], deterministic)
     else:
         if repeat:
@@ -331,10 +335,10 @@ def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int
     return share.flat_map(all_epochs)
 
 
-def _window_batches(records: tf.data.Dataset, to_rows, guard, layout, finish, batch_size: int,
+def _window_batches(records: tf.data.Dataset, to_rows, checked, layout, finish, batch_size: int,
                     window: int, seed: int, deterministic: bool) -> tf.data.Dataset:
     """Batches of a streamed share: `window` records at a time are decoded together
-    (to_rows, then guard: it raises naming the file of a bad record), permuted by a draw
+    (to_rows, then checked, a map of its own: see _pixel_parser), permuted by a draw
     from (seed, window index) and cut into whole batches, each a gather of rows; the pixels
     are cut out of the gathered rows (layout), so they are copied once. The last window of a
     stream that ends may be short: its remainder (less than a batch) is left out."""
@@ -356,13 +360,9 @@ def _window_batches(records: tf.data.Dataset, to_rows, guard, layout, finish, ba
             one_batch, num_parallel_calls=tf.data.AUTOTUNE,
             deterministic=True if deterministic else None)
 
-    def checked_rows(rows, y, ok):  # a map of its own: see _pixel_parser
-        with tf.control_dependencies([guard(ok)]):
-            return tf.identity(rows), tf.identity(y)
-
     # The next window is read while this one is consumed, and decoded on demand, so not on
     # the reading thread (both on the reading thread: 0.76 of the bare read rate at 256 px).
-    windows = records.batch(window).prefetch(1).map(to_rows).map(checked_rows).enumerate()
+    windows = records.batch(window).prefetch(1).map(to_rows).map(checked).enumerate()
     return windows.flat_map(lambda w, rows_y: batches(w, *rows_y))
 
 
