@@ -27,7 +27,7 @@ from tfrecords_tools import format as fmt
 from tfrecords_tools.format import DatasetError, DatasetInfo
 
 __all__ = ["DatasetError", "DatasetInfo", "describe", "make_dataset", "shard_files",
-           "diagnose", "checked", "steps_per_epoch", "take_images", "to_images", "holds_in_memory"]
+           "diagnose", "checked", "steps_per_epoch", "take_images", "to_images", "holds_in_memory", "window_records"]
 
 IN_MEMORY_BYTES = 256 << 20  # default memory_bytes: a share with at most this many bytes of
 # pixels is held in memory; a larger one streams in windows of half as many bytes of records
@@ -208,7 +208,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     # the stateless draws (in-memory permutations, flips) need a seed even when unseeded
     stateless = seeds if seed is not None else [
         int(v) for v in np.random.default_rng().integers(2 ** 31, size=3)]
-    to_rows, start, guard = _pixel_parser(files, (c, h, w), labels)
+    to_rows, start, checked = _pixel_parser(files, (c, h, w), labels)
 
     take = [-1 if limits is None else limits.get(f, -1) for f in files]
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(files, tf.string), tf.constant(take, tf.int64)))
@@ -229,11 +229,6 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         """Pixels from rows[:, start:start + C*H*W] in the output layout, uint8."""
         x = rows[:, start:start + n_pix]
         return tf.reshape(x, [-1, c, h, w]) if raw else _chw_to_hwc(x, c, h, w)
-
-    def checked(rows, y, ok):
-        """(rows, y) once guard(ok) passed: it raises naming the file of a bad record."""
-        with tf.control_dependencies([guard(ok)]):
-            return tf.identity(rows), tf.identity(y)
 
     def arrange(serialized):
         """records -> pixels in the output layout, uint8."""
@@ -367,14 +362,15 @@ def _window_batches(records: tf.data.Dataset, to_rows, checked, layout, finish, 
 
 
 def _pixel_parser(files, shape, labels: bool):
-    """(to_rows, start, guard). to_rows maps serialized records [n] to (rows uint8 [n, K],
+    """(to_rows, start, checked). to_rows maps serialized records [n] to (rows uint8 [n, K],
     int64 labels [n] (zeros without labels), ok): the CHW pixels of record i are
     rows[i, start:start + C*H*W] (the records themselves when the first record has a byte
     template (see _template), so the pixels are copied out once, where they are used; a
     record that does not fit it is parsed and its pixels put where the template has them),
-    and ok is False when a record is malformed. guard(ok) is an op that raises, naming the
-    file and record, when ok is False: kept out of to_rows, because a py_function anywhere in
-    a tf.data function slows all of it (a third of the read rate at 32 px)."""
+    and ok is False when a record is malformed. checked(rows, labels, ok) passes rows and
+    labels on, or raises naming the file and record when ok is False: kept out of to_rows
+    (call it in a map of its own) because its py_function, anywhere in a tf.data function,
+    slows all of it (a third of the read rate at 32 px)."""
     c, h, w = shape
     n_pix = c * h * w
     feats = {fmt.KEY_SHAPE: tf.io.FixedLenFeature([3], tf.int64, default_value=[0, 0, 0]),
@@ -403,12 +399,13 @@ def _pixel_parser(files, shape, labels: bool):
         y = ex[fmt.KEY_LABEL] if labels else tf.zeros(tf.shape(serialized), tf.int64)
         return x, y, ok
 
-    def guard(ok):
-        return _guard(ok, files, shape, labels)
+    def checked(rows, y, ok):
+        with tf.control_dependencies([_guard(ok, files, shape, labels)]):
+            return tf.identity(rows), tf.identity(y)
 
     template = _template(files, n_pix, labels)
     if template is None:
-        return slow, 0, guard
+        return slow, 0, checked
     length, start, label_pos, keep_idx, keep_val = template
 
     def slow_as_rows(serialized):
@@ -431,7 +428,7 @@ def _pixel_parser(files, shape, labels: bool):
         return tf.cond(same, lambda: (raw, y, tf.constant(True)),
                        lambda: slow_as_rows(serialized))
 
-    return records_to_rows, start, guard
+    return records_to_rows, start, checked
 
 
 def diagnose(path, lod: int | None = None, error: BaseException | None = None,
