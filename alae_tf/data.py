@@ -121,11 +121,16 @@ def holds_in_memory(records: int, pixels_per_record: int, batch_size: int,
     return batch_size <= records and records * pixels_per_record * (1 + mirror) <= memory_bytes
 
 
-def to_images(pixels: tf.Tensor) -> tf.Tensor:
+def to_images(pixels: tf.Tensor, flip_key: tf.Tensor | None = None) -> tf.Tensor:
     """Stored pixels (N, C, H, W) uint8 -> images (N, H, W, C) float32 in [-1, 1]
     (x / 127.5 - 1): for batches from make_dataset(..., raw=True), on the device that
-    consumes them."""
+    consumes them. flip_key (2 int64, a stateless seed): mirror each image left-right with
+    probability 1/2, image i when tf.random.stateless_uniform([N], flip_key)[i] < 0.5 (how
+    training applies --mirror: on the device, not in the reader)."""
     n, c, h, w = pixels.shape
+    if flip_key is not None:
+        flip = tf.random.stateless_uniform([tf.shape(pixels)[0]], flip_key) < 0.5
+        pixels = tf.where(flip[:, None, None, None], tf.reverse(pixels, [3]), pixels)
     return _to_float(_chw_to_hwc(pixels, c, h, w))
 
 

@@ -169,6 +169,20 @@ def test_raw_pixels_and_to_images(rgb_dir, in_memory):
     assert 0 < flipped < 12
 
 
+def test_to_images_flip_key_mirrors_the_drawn_images():
+    x = np.random.default_rng(3).integers(0, 256, (32, 3, 4, 5), np.uint8)  # W != H
+    plain = x.transpose(0, 2, 3, 1).astype(np.float32) / 127.5 - 1
+    masks = []
+    for key in ([7, 0], [7, 1]):
+        drawn = tf.random.stateless_uniform([32], tf.constant(key, tf.int64)).numpy() < 0.5
+        out = data.to_images(tf.constant(x), flip_key=tf.constant(key, tf.int64)).numpy()
+        np.testing.assert_array_equal(out[~drawn], plain[~drawn])
+        np.testing.assert_array_equal(out[drawn], plain[drawn][:, :, ::-1])  # along the width
+        assert 0 < drawn.sum() < 32
+        masks.append(drawn)
+    assert not np.array_equal(*masks)  # another key, other flips
+
+
 def test_in_memory_epochs_drop_their_remainder(rgb_dir):
     d, _ = rgb_dir  # 12 records, batch 5: two whole batches per epoch, 2 records left out
     it = iter(data.make_dataset(d, 1, 5, labels=True, in_memory=True, seed=0))

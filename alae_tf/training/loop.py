@@ -41,7 +41,7 @@ class LoopConfig:
     keep_checkpoints: int = 3
     log_seconds: float = 10.0
     summary_steps: int = 50
-    mirror: bool = False
+    mirror: bool = False  # flips each real with p = 1/2 in the step, on the device
     data_memory_bytes: int = data_lib.IN_MEMORY_BYTES  # see data.make_dataset's memory_bytes
     seed: int = 0
     grid_size: int = 32
@@ -57,6 +57,10 @@ class LoopConfig:
             raise ValueError(f"--nan_policy must be stop or rollback, got {self.nan_policy!r}")
         if self.max_rollbacks < 0:
             raise ValueError(f"--max_rollbacks must be >= 0, got {self.max_rollbacks}")
+
+
+# Added to --seed for the flip draws, so they are not the data shuffle's draws.
+_FLIP_STREAM = 0x6D697272
 
 
 class TrainingError(RuntimeError):
@@ -126,7 +130,7 @@ class Trainer:
 
         def dataset_fn(ctx: tf.distribute.InputContext):
             ds = data_lib.make_dataset(
-                cfg.data_dir, data_lod, ctx.get_per_replica_batch_size(global_batch), mirror=cfg.mirror,
+                cfg.data_dir, data_lod, ctx.get_per_replica_batch_size(global_batch),
                 shuffle=True, repeat=True, seed=cfg.seed + start, input_context=ctx, info=info,
                 limits=limits, raw=True, memory_bytes=cfg.data_memory_bytes)
             return ds.skip(skip) if skip else ds
@@ -147,16 +151,24 @@ class Trainer:
         key = (lod, global_batch)
         if key not in self._steps:
             model, strategy, stop_request = self.model, self.strategy, self._stop_request
+            images_seen, replicas = self.images_seen, strategy.num_replicas_in_sync
+            mirror, flip_seed = self.config.mirror, self.config.seed + _FLIP_STREAM
 
-            def replica_fn(pixels, alpha):
-                reals = data_lib.to_images(pixels)  # uint8 crossed to the device; floats made here
+            def replica_fn(pixels, alpha, seen):
+                key = None
+                if mirror:  # flips drawn per (step, replica): distinct on every replica and step
+                    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+                    key = tf.stack([tf.constant(flip_seed, tf.int64),
+                                    seen * replicas + tf.cast(replica, tf.int64)])
+                # uint8 crossed to the device; flips and floats made here
+                reals = data_lib.to_images(pixels, flip_key=key)
                 terms = model.replica_step(reals, alpha, lod=lod, global_batch=global_batch)
                 return terms, tf.identity(stop_request)
 
             @tf.function
             def step(iterator, alpha):
                 reals = next(iterator)
-                terms, stop = strategy.run(replica_fn, args=(reals, alpha))
+                terms, stop = strategy.run(replica_fn, args=(reals, alpha, tf.identity(images_seen)))
                 model.after_step(global_batch)
                 reduced = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                            for k, v in terms.items()}
