@@ -122,6 +122,32 @@ def test_stream_windows_are_permutations_of_the_file_stream(rgb_dir):
     np.testing.assert_array_equal(np.concatenate([next(again)[1].numpy() for _ in range(60)]), ys)
 
 
+def test_stream_gathers_batches_in_groups(rgb_dir, monkeypatch):
+    d, imgs = rgb_dir  # 12 records of 16x16x3 at lod 2: a window of 6 batches of 2
+    record = 16 * 16 * 3 + 64
+
+    def stream(gather_bytes, **kw):
+        monkeypatch.setattr(data, "_GATHER_BYTES", gather_bytes)
+        it = iter(data.make_dataset(d, 2, 2, labels=True, raw=True, seed=5, in_memory=False,
+                                    memory_bytes=40 * record, **kw))
+        return [tuple(t.numpy() for t in next(it)) for _ in range(30)]  # 5 windows
+
+    one = stream(1)  # a gather per batch
+    for groups in (4, 6):  # 6 batches per window: groups of 4 and 2, or one of 6
+        grouped = stream(groups * 2 * record)
+        for (x, y), (gx, gy) in zip(one, grouped):
+            np.testing.assert_array_equal(gy, y)
+            np.testing.assert_array_equal(gx, x)
+    flipped = 0
+    for x, y in stream(4 * 2 * record, mirror=True):
+        for img, lab in zip(x, y):
+            stored = imgs[lab].transpose(2, 0, 1)
+            flipped += not np.array_equal(img, stored)
+            np.testing.assert_array_equal(img, stored if np.array_equal(img, stored)
+                                          else stored[:, :, ::-1])
+    assert 10 < flipped < 50
+
+
 @pytest.mark.parametrize("in_memory", [None, False])  # 100 records: held in memory by default
 def test_shuffle_repeat_and_seed(mnist_dir, in_memory):
     def first(n, **kw):
