@@ -358,6 +358,9 @@ def _window_batches(records: tf.data.Dataset, to_rows, checked, layout, finish, 
         first = w * per_window
         index = first + tf.range(tf.shape(picks)[0], dtype=tf.int64)
 
+        def one_batch(i, b):
+            return finish(layout(tf.gather(rows, i)), tf.gather(y, i), index=b)
+
         def some_batches(i, b):
             i = tf.reshape(i, [-1])
             out = finish(layout(tf.gather(rows, i)), tf.gather(y, i), index=b[0], batches=None)
@@ -365,11 +368,14 @@ def _window_batches(records: tf.data.Dataset, to_rows, checked, layout, finish, 
             return tuple(tf.reshape(t, tf.concat([[-1, batch_size], tf.shape(t)[1:]], 0))
                          for t in out)
 
-        # Each call of a tf.data function costs tens of us: at small sizes one call per
-        # batch took more than the gathers (about 1.6x the bare read's CPU at 4x4 px).
-        return tf.data.Dataset.from_tensor_slices((picks, index)).batch(group).map(
-            some_batches, num_parallel_calls=tf.data.AUTOTUNE,
-            deterministic=True if deterministic else None).flat_map(
+        order_kw = dict(num_parallel_calls=tf.data.AUTOTUNE,
+                        deterministic=True if deterministic else None)
+        batches = tf.data.Dataset.from_tensor_slices((picks, index))
+        if group == 1:
+            return batches.map(one_batch, **order_kw)
+        # Each call of a tf.data function costs tens of us of CPU: with small records one
+        # call per batch cost more than the gathers themselves.
+        return batches.batch(group).map(some_batches, **order_kw).flat_map(
             lambda *t: tf.data.Dataset.from_tensor_slices(t if len(t) > 1 else t[0]))
 
     # The next window is read while this one is consumed, and decoded on demand, so not on

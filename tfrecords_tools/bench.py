@@ -122,25 +122,56 @@ def _quiesce(limit: float = 10.0, step: float = 0.05):
             return
 
 
+def _thread_cpu() -> dict[str, int]:
+    """{thread id: CPU clock ticks} of this process's threads (Linux; {} elsewhere)."""
+    ticks = {}
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return ticks
+    for t in tasks:
+        try:
+            with open(f"/proc/self/task/{t}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            ticks[t] = int(fields[11]) + int(fields[12])  # utime + stime
+        except (OSError, IndexError, ValueError):
+            pass
+    return ticks
+
+
 def _rate(iterator, batch, seconds):
+    """(images per second, cores busy: this process's CPU time / wall time, CPU us per image
+    of its busiest thread (None where /proc is missing)): the busiest thread bounds the rate
+    however many cores there are."""
     _quiesce()
     next(iterator)
-    n, t0 = 0, time.perf_counter()
+    threads0 = _thread_cpu()
+    n, t0, cpu0 = 0, time.perf_counter(), time.process_time()
     while True:
         next(iterator)
         n += 1
         el = time.perf_counter() - t0
         if el >= seconds:
-            return n * batch / el
+            cpu = time.process_time() - cpu0
+            threads1 = _thread_cpu()
+            busiest = max((v - threads0.get(t, 0) for t, v in threads1.items()), default=None)
+            serial = None if busiest is None else \
+                busiest / os.sysconf("SC_CLK_TCK") / (n * batch) * 1e6
+            return n * batch / el, cpu / el, serial
 
 
 READER_VARIANTS = {  # name: make_dataset keyword arguments
     "float": {},  # the default: NHWC float32 in [-1, 1]
     "raw": {"raw": True},  # stored uint8 CHW pixels, as training reads them
-    "raw_mirror": {"raw": True, "mirror": True},
+    "raw_mirror": {"raw": True, "mirror": True},  # the reader's flips (training flips on its device)
     "stream_float": {"in_memory": False},  # as if the level were too big to hold in memory
     "stream_raw": {"in_memory": False, "raw": True},
 }
+
+
+def _median_or_none(values):
+    values = [v for v in values if v is not None]
+    return round(float(np.median(values)), 2) if values else None
 
 
 def bench_reader(path, batch, seconds, rounds, label, memory: int | None = None):
@@ -163,19 +194,28 @@ def bench_reader(path, batch, seconds, rounds, label, memory: int | None = None)
             for _ in range(max(3, min(200, 3 * info.count // batch // 4))):
                 next(it)
         rates = {k: [] for k in its}
+        cores = {k: [] for k in its}
+        serial = {k: [] for k in its}
         for _ in range(rounds):
             for k, it in its.items():
-                rates[k].append(_rate(it, batch, seconds))
+                r, busy, longest = _rate(it, batch, seconds)
+                rates[k].append(r)
+                cores[k].append(busy)
+                serial[k].append(longest)
         med = {k: float(np.median(v)) for k, v in rates.items()}
         c, h, w = info.shape_at(level)
         row = {"dataset": label, "level": level, "resolution": 2 ** level,
-               "channels": info.channels, "bare_img_s": round(med["bare"])}
+               "channels": info.channels, "bare_img_s": round(med["bare"]),
+               "bare_cores": round(float(np.median(cores["bare"])), 2),
+               "bare_thread_us": _median_or_none(serial["bare"])}
         for k, kw in READER_VARIANTS.items():
             held = kw.get("in_memory", data.holds_in_memory(info.count, c * h * w, batch,
                                                             kw.get("mirror", False), memory))
             row[f"{k}_img_s"] = round(med[k])
             row[f"{k}_ratio"] = round(med[k] / med["bare"], 3)
             row[f"{k}_path"] = "memory" if held else "stream"
+            row[f"{k}_cores"] = round(float(np.median(cores[k])), 2)
+            row[f"{k}_thread_us"] = _median_or_none(serial[k])
         rows.append(row)
         print(f"  {label:8s} r{level:02d} {2 ** level:4d}px: bare {row['bare_img_s']:8d} "
               "img/s; " + ", ".join(f"{k} {row[k + '_img_s']} ({row[k + '_ratio']:.2f}, "
@@ -203,20 +243,27 @@ def markdown(conv, reader, meta):
     out += ["", "Reader (`alae_tf.data.make_dataset`, shuffle + repeat) next to a bare "
             "`TFRecordDataset(files).repeat().batch(B).prefetch()` of the same files (median "
             "of alternating rounds). float: NHWC float32 [-1, 1] (the default); raw: the "
-            "stored uint8 pixels, as training reads them; stream: the same with "
+            "stored uint8 pixels, as training reads them (with --mirror too: training flips "
+            "on its device); raw+mirror: the reader's own flips; stream: float and raw with "
             "in_memory=False. Each ratio is followed by how that reader shuffled (m: the "
             "share held in memory and permuted per epoch; s: streamed in windows, each "
-            "permuted). Before each round the process waits until it is idle, so no reader's "
-            "background refill runs during another's round:", "",
-            "| dataset | level | px | C | bare img/s | float img/s | ratio | raw img/s | "
-            "ratio | raw+mirror img/s | ratio | stream float img/s | ratio | stream raw img/s "
-            "| ratio |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+            "permuted). cores: CPU time of the process / wall time during the rounds; thread "
+            "us/img: CPU time per image of the busiest thread (the stage no number of cores "
+            "spreads). Before "
+            "each round the process waits until it is idle, so no reader's background refill "
+            "runs during another's round:", "",
+            "| dataset | level | px | C | bare img/s | bare cores | bare thread us/img | "
+            "float img/s | ratio | raw img/s | ratio | raw+mirror img/s | ratio | "
+            "stream float img/s | ratio | stream raw img/s | ratio | stream raw cores | "
+            "stream raw thread us/img |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in reader:
         out.append(f"| {r['dataset']} | r{r['level']:02d} | {r['resolution']} | "
-                   f"{r['channels']} | {r['bare_img_s']} | " + " | ".join(
+                   f"{r['channels']} | {r['bare_img_s']} | {r['bare_cores']} | "
+                   f"{r['bare_thread_us']} | " + " | ".join(
                        f"{r[k + '_img_s']} | {r[k + '_ratio']:.2f} {r[k + '_path'][0]}"
-                       for k in READER_VARIANTS) + " |")
+                       for k in READER_VARIANTS) +
+                   f" | {r['stream_raw_cores']} | {r['stream_raw_thread_us']} |")
     return "\n".join(out)
 
 
