@@ -6,9 +6,11 @@ wall time), and the peak resident memory of the converter and of its largest wor
 converting N1 versus N2 images (it must not grow with the count).
 
 Reader: images per second of alae_tf.data.make_dataset at every level (float NHWC, the
-stored uint8 pixels as training reads them, with flips, and both forced to stream) next to
-a bare tf.data.TFRecordDataset(files).repeat().batch(B).prefetch() read of the same files;
-the ratio is the figure. Measured in alternating rounds (median), so background load hits both.
+stored uint8 pixels as training reads them, with the reader's flips, and both forced to
+stream) next to a bare tf.data.TFRecordDataset(files).repeat().batch(B).prefetch() read of
+the same files; the ratio is the figure. Measured in alternating rounds (median), so
+background load hits both; with the cores each keeps busy and the CPU per image of its
+busiest thread.
 
   python -m tfrecords_tools.bench                      # about 5 minutes on 2 cores
   python -m tfrecords_tools.bench --quick              # about 1 minute
