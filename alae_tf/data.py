@@ -358,24 +358,26 @@ def _window_batches(records: tf.data.Dataset, to_rows, checked, layout, finish, 
         first = w * per_window
         index = first + tf.range(tf.shape(picks)[0], dtype=tf.int64)
 
+        def gathered(i):
+            return layout(tf.gather(rows, i)), tf.gather(y, i)
+
         def one_batch(i, b):
-            return finish(layout(tf.gather(rows, i)), tf.gather(y, i), index=b)
+            return finish(*gathered(i), index=b)
 
         def some_batches(i, b):
-            i = tf.reshape(i, [-1])
-            out = finish(layout(tf.gather(rows, i)), tf.gather(y, i), index=b[0], batches=None)
+            out = finish(*gathered(tf.reshape(i, [-1])), index=b[0], batches=None)
             out = out if isinstance(out, tuple) else (out,)
             return tuple(tf.reshape(t, tf.concat([[-1, batch_size], tf.shape(t)[1:]], 0))
                          for t in out)
 
         order_kw = dict(num_parallel_calls=tf.data.AUTOTUNE,
                         deterministic=True if deterministic else None)
-        batches = tf.data.Dataset.from_tensor_slices((picks, index))
+        per_batch = tf.data.Dataset.from_tensor_slices((picks, index))
         if group == 1:
-            return batches.map(one_batch, **order_kw)
+            return per_batch.map(one_batch, **order_kw)
         # Each call of a tf.data function costs tens of us of CPU: with small records one
         # call per batch cost more than the gathers themselves.
-        return batches.batch(group).map(some_batches, **order_kw).flat_map(
+        return per_batch.batch(group).map(some_batches, **order_kw).flat_map(
             lambda *t: tf.data.Dataset.from_tensor_slices(t if len(t) > 1 else t[0]))
 
     # The next window is read while this one is consumed, and decoded on demand, so not on
