@@ -19,6 +19,8 @@ DatasetError naming the file and record. Nothing here aborts the process.
 """
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import tensorflow as tf
 from absl import logging
@@ -33,6 +35,7 @@ IN_MEMORY_BYTES = 256 << 20  # default memory_bytes: a share with at most this m
 # pixels is held in memory; a larger one streams in windows of half as many bytes of records
 _LOAD_CHUNK_BYTES = 8 << 20  # decoded at a time when loading a share into memory
 _GATHER_BYTES = 1 << 20  # records gathered at a time for the batches of a streamed window
+_XLA_PIXELS = 1 << 16  # pixels per call from which the reader's conversion is compiled
 
 
 def describe(path, check_sizes: bool = True) -> DatasetInfo:
@@ -116,10 +119,10 @@ def _template(files, n_pix, labels):
 
 
 def holds_in_memory(records: int, pixels_per_record: int, batch_size: int,
-                    mirror: bool = False, memory_bytes: int = IN_MEMORY_BYTES) -> bool:
+                    memory_bytes: int = IN_MEMORY_BYTES) -> bool:
     """Whether make_dataset holds a share of `records` records in memory by default: at least
-    one batch, and at most memory_bytes of pixels (twice the share with mirror)."""
-    return batch_size <= records and records * pixels_per_record * (1 + mirror) <= memory_bytes
+    one batch, and at most memory_bytes of pixels."""
+    return batch_size <= records and records * pixels_per_record <= memory_bytes
 
 
 def to_images(pixels: tf.Tensor, flip_key: tf.Tensor | None = None) -> tf.Tensor:
@@ -137,6 +140,61 @@ def to_images(pixels: tf.Tensor, flip_key: tf.Tensor | None = None) -> tf.Tensor
 
 def _to_float(x):
     return tf.cast(x, tf.float32) / 127.5 - 1.0
+
+
+def _flip(x, flip):
+    """(N, C, H, W) with image i mirrored left-right where flip[i]."""
+    return tf.where(flip[:, None, None, None], tf.reverse(x, [3]), x)
+
+
+# uint8 x -> x / 127.5 - 1 as a table: XLA would compute x * (1 / 127.5), a bit off
+_LEVELS = np.arange(256, dtype=np.float32) / np.float32(127.5) - np.float32(1)
+
+
+def _host_converter(to_float: bool, shape, xla: bool):
+    """f(rows (N, K) uint8, index (n,) or None, flip (n,) bool or None, offset) -> the
+    reader's output for the images of shape (C, H, W) stored in rows[index] (all rows without
+    index) at [offset, offset + C*H*W), mirrored where flip: the pixels as stored, or images
+    (n, H, W, C) float32 in [-1, 1] when to_float. xla: compiled (where XLA works), the
+    gather too for float output: one pass over the pixels, 2-6x less CPU than TensorFlow's
+    kernels for batches of 64 at 32-256 px, a little more for small calls (see _XLA_PIXELS).
+    (A compiled gather of raw pixels costs more below 128 px.)"""
+    c, h, w = shape
+    xla = xla and _xla_works()
+
+    def pick(rows, index, offset):
+        x = rows if index is None else tf.gather(rows, index)
+        return tf.reshape(x[:, offset:offset + c * h * w], [-1, c, h, w])
+
+    def floats(rows, index, flip, offset):
+        x = pick(rows, index, offset)
+        x = x if flip is None else _flip(x, flip)
+        if not xla:
+            return _to_float(_chw_to_hwc(x, c, h, w))
+        return tf.gather(tf.constant(_LEVELS), tf.cast(tf.transpose(x, [0, 2, 3, 1]), tf.int32))
+
+    if to_float:
+        return tf.function(floats, jit_compile=True) if xla else floats
+    flip_xla = tf.function(_flip, jit_compile=True) if xla else _flip
+
+    def pixels(rows, index, flip, offset):
+        x = pick(rows, index, offset)
+        return x if flip is None else flip_xla(x, flip)
+
+    return pixels
+
+
+@functools.lru_cache(maxsize=None)
+def _xla_works() -> bool:
+    """Whether XLA compiles here (the pip TensorFlow has it on CPU; other builds may not)."""
+    try:
+        with tf.init_scope():
+            tf.function(lambda x: x + 1, jit_compile=True)(tf.zeros([2], tf.int32)).numpy()
+        return True
+    except Exception as e:  # noqa: BLE001  any failure means: do without
+        logging.warning("data: XLA does not work here (%s); converting pixels without it, "
+                        "at about a fifth of the speed", str(e).splitlines()[0] if str(e) else e)
+        return False
 
 
 def _chw_to_hwc(x, c: int, h: int, w: int):
@@ -205,7 +263,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     record_bytes = n_pix + 64
     deterministic = seed is not None or shard_records or not shuffle
     if in_memory is None:
-        in_memory = holds_in_memory(records_here, n_pix, batch_size, mirror, memory_bytes)
+        in_memory = holds_in_memory(records_here, n_pix, batch_size, memory_bytes)
     in_memory = bool(in_memory and shuffle)
     window = window_records(records_here, record_bytes, batch_size, memory_bytes)
     # per-pipeline seeds: replicas must not flip / shuffle in lockstep
@@ -230,58 +288,51 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         ds = ds.shard(n, k)
 
     out_shape = [batch_size, c, h, w] if raw else [batch_size, h, w, c]
-
-    def layout(rows):
-        """Pixels from rows[:, start:start + C*H*W] in the output layout, uint8."""
-        x = rows[:, start:start + n_pix]
-        return tf.reshape(x, [-1, c, h, w]) if raw else _chw_to_hwc(x, c, h, w)
+    converters = {xla: _host_converter(not raw, (c, h, w), xla) for xla in (False, True)}
 
     def arrange(serialized):
-        """records -> pixels in the output layout, uint8."""
+        """records -> (their pixels (n, C*H*W) uint8, labels)."""
         rows, y = checked(*to_rows(serialized))
-        return layout(rows), y
+        return rows[:, start:start + n_pix], y
 
-    def finish(x, y, index=None, batches: int | None = 1):
-        """Flip (streaming path: drawn from (seed, index of the first batch), so parallel
-        decoding keeps the stream reproducible) and convert `batches` whole batches (None:
-        any number of them)."""
+    def flips(index, count):
+        """The streaming paths' flips of `count` images from batch `index` on: drawn from
+        (seed, index), so parallel decoding keeps the stream reproducible."""
+        if not mirror:
+            return None
+        key = tf.stack([tf.constant(stateless[2], tf.int64), index])
+        return tf.random.stateless_uniform([count], key) < 0.5
+
+    def finish(rows, y, index=None, flip=None, batches: int | None = 1, offset: int = 0):
+        """The output for the images in rows[index] at [offset, offset + C*H*W) and labels
+        y[index] (all of them without index), mirrored where flip (a bool per image):
+        `batches` whole batches (None: any number)."""
         count = None if batches is None else batches * batch_size
-        x = tf.ensure_shape(x, [count] + out_shape[1:])
-        if mirror and index is not None:
-            # On the uint8 pixels (a quarter of the float bytes), reversing only the images
-            # drawn for flipping: 3x cheaper than tf.where over reversed + original.
-            key = tf.stack([tf.constant(stateless[2], tf.int64), index])
-            flip = tf.random.stateless_uniform([tf.shape(x)[0]], key) < 0.5
-            keep_i = tf.cast(tf.where(tf.logical_not(flip))[:, 0], tf.int32)
-            flip_i = tf.cast(tf.where(flip)[:, 0], tf.int32)
-            x = tf.dynamic_stitch([keep_i, flip_i], [tf.gather(x, keep_i),
-                                                     tf.reverse(tf.gather(x, flip_i), [3 if raw else 2])])
-            x = tf.reshape(x, [-1] + out_shape[1:])
-        if not raw:
-            x = _to_float(x)
+        convert = converters[batches is None or count * n_pix >= _XLA_PIXELS]  # None: groups
+        x = tf.ensure_shape(convert(rows, index, flip, offset), [count] + out_shape[1:])
+        y = y if index is None else tf.gather(y, index)
         return (x, tf.ensure_shape(y, [count])) if labels else x
 
     if shuffle:
-        share_mb = records_here * n_pix * (1 + (mirror and in_memory)) / 2 ** 20
+        share_mb = records_here * n_pix / 2 ** 20
         logging.info("data: level r%02d, %d records in this pipeline (%.0f MiB of pixels): %s", level,
                      records_here, share_mb, "held in memory, each epoch a permutation" if in_memory
                      else f"streamed in windows of {window} records "
                           f"({window * record_bytes / 2 ** 20:.1f} MiB), each a permutation")
-    if in_memory:  # flips come with the gather
+    if in_memory:
         ds = _permuted_batches(ds, arrange, finish, batch_size, repeat, stateless[1],
-                               in_files, record_bytes,
-                               (3 if raw else 2) if mirror else None)
+                               in_files, record_bytes, mirror)
     elif shuffle:
         if repeat:
             ds = ds.repeat()
-        ds = _window_batches(ds, to_rows, checked, layout, finish, batch_size, window,
+        ds = _window_batches(ds, to_rows, checked, start, finish, flips, batch_size, window,
                              max(1, _GATHER_BYTES // (batch_size * record_bytes)),
                              stateless[1], deterministic)
     else:
         if repeat:
             ds = ds.repeat()
         ds = ds.batch(batch_size, drop_remainder=True).enumerate()
-        ds = ds.map(lambda i, s: finish(*arrange(s), index=i),
+        ds = ds.map(lambda i, s: finish(*arrange(s), flip=flips(i, batch_size)),
                     num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True if deterministic else None)
     ds = ds.prefetch(tf.data.AUTOTUNE)
@@ -295,12 +346,11 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
 
 def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int,
                       repeat: bool, seed: int, most: int, record_bytes: int,
-                      flip_axis: int | None) -> tf.data.Dataset:
+                      mirror: bool) -> tf.data.Dataset:
     """Batches of a share held in memory: its records are decoded once per iterator (arrange),
     then each epoch is a permutation drawn from (seed, epoch) cut into whole batches, each
-    gathered and passed through finish. `most`: an upper bound of the share's record count
-    (tf.data reserves room for it). flip_axis: every image is held next to its mirror image
-    and each draw picks one of the two at random, so one gather shuffles and flips.
+    gathered and passed through finish (with flips drawn from the same key when mirror).
+    `most`: an upper bound of the share's record count (tf.data reserves room for it).
     (No tf.data cache: after a read error it would replay an empty share.)"""
     def one_epoch(epoch, x, y):
         count = tf.shape(y)[0]
@@ -312,21 +362,15 @@ def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int
             order = tf.argsort(tf.random.stateless_uniform([count], key))
         whole = count // batch_size * batch_size
         rows = tf.reshape(order[:whole], [-1, batch_size])
-        if flip_axis is None:
+        if not mirror:
             return tf.data.Dataset.from_tensor_slices(rows).map(
-                lambda i: finish(tf.gather(x, i), tf.gather(y, i)),
+                lambda i: finish(x, y, i),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-        flips = tf.random.stateless_uniform([whole], key + [0, 2 ** 40]) < 0.5
-        copies = tf.reshape(tf.cast(flips, tf.int32), [-1, batch_size])
-        return tf.data.Dataset.from_tensor_slices((rows, copies)).map(
-            lambda i, f: finish(tf.gather_nd(x, tf.stack([i, f], -1)), tf.gather(y, i)),
+        flips = tf.reshape(tf.random.stateless_uniform([whole], key + [0, 2 ** 40]) < 0.5,
+                           [-1, batch_size])
+        return tf.data.Dataset.from_tensor_slices((rows, flips)).map(
+            lambda i, f: finish(x, y, i, f),
             num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-
-    def load(serialized):
-        x, y = arrange(serialized)
-        if flip_axis is not None:  # (n, 2, ...): each image and its mirror image
-            x = tf.stack([x, tf.reverse(x, [flip_axis])], axis=1)
-        return x, y
 
     def all_epochs(x, y):
         return tf.data.Dataset.range(2 ** 62 if repeat else 1).flat_map(
@@ -335,18 +379,20 @@ def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int
     # Decoded a chunk at a time, then gathered into one tensor: the load peaks near twice
     # the share's pixels, not three times (records + decoded + arranged).
     chunk = max(1, _LOAD_CHUNK_BYTES // record_bytes)
-    share = records.batch(chunk).map(load).unbatch().batch(max(1, most))
+    share = records.batch(chunk).map(arrange).unbatch().batch(max(1, most))
     return share.flat_map(all_epochs)
 
 
-def _window_batches(records: tf.data.Dataset, to_rows, checked, layout, finish, batch_size: int,
-                    window: int, group: int, seed: int, deterministic: bool) -> tf.data.Dataset:
+def _window_batches(records: tf.data.Dataset, to_rows, checked, start: int, finish, flips,
+                    batch_size: int, window: int, group: int, seed: int,
+                    deterministic: bool) -> tf.data.Dataset:
     """Batches of a streamed share: `window` records at a time are decoded together
-    (to_rows, then checked, a map of its own: see _pixel_parser), permuted by a draw
-    from (seed, window index) and cut into whole batches; `group` batches at a time are one
-    gather of rows, then the pixels are cut out of them (layout) and finished together, and
-    the batches are slices of that. The last window of a stream that ends may be short: its
-    remainder (less than a batch) is left out."""
+    (to_rows, then checked, a map of its own: see _pixel_parser; pixels at `start` of each
+    row), permuted by a draw from (seed, window index) and cut into whole batches, which
+    finish gathers;
+    `group` batches at a time are one call of finish, and the batches are slices of it. The
+    last window of a stream that ends may be short: its remainder (less than a batch) is
+    left out."""
     per_window = window // batch_size
 
     def batches(w, rows, y):
@@ -358,14 +404,12 @@ def _window_batches(records: tf.data.Dataset, to_rows, checked, layout, finish, 
         first = w * per_window
         index = first + tf.range(tf.shape(picks)[0], dtype=tf.int64)
 
-        def gathered(i):
-            return layout(tf.gather(rows, i)), tf.gather(y, i)
-
         def one_batch(i, b):
-            return finish(*gathered(i), index=b)
+            return finish(rows, y, i, flips(b, batch_size), offset=start)
 
         def some_batches(i, b):
-            out = finish(*gathered(tf.reshape(i, [-1])), index=b[0], batches=None)
+            i = tf.reshape(i, [-1])
+            out = finish(rows, y, i, flips(b[0], tf.size(i)), batches=None, offset=start)
             out = out if isinstance(out, tuple) else (out,)
             return tuple(tf.reshape(t, tf.concat([[-1, batch_size], tf.shape(t)[1:]], 0))
                          for t in out)

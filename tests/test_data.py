@@ -195,6 +195,37 @@ def test_raw_pixels_and_to_images(rgb_dir, in_memory):
     assert 0 < flipped < 12
 
 
+@pytest.mark.parametrize("xla", [True, False])
+def test_reader_conversion_is_exact_with_and_without_xla(monkeypatch, rgb_dir, xla):
+    """Every uint8 value becomes exactly x / 127.5 - 1 (numpy), flipped where asked, compiled
+    or not (without XLA, as where it does not work); the reader's batches agree."""
+    assert data._xla_works()  # the pip TensorFlow has XLA on CPU
+    monkeypatch.setattr(data, "_xla_works", lambda: xla)
+    monkeypatch.setattr(data, "_XLA_PIXELS", 1)  # every call of the reader compiled with xla
+    x = np.random.default_rng(0).permutation(np.arange(6 * 256) % 256).astype(np.uint8)
+    x = x.reshape(4, 3, 8, 16)  # W != H
+    rows = np.concatenate([np.full((4, 5), 7, np.uint8), x.reshape(4, -1), np.ones((4, 2), np.uint8)], 1)
+    index, flip = np.array([3, 0, 2]), np.array([True, False, True])
+    want = np.where(flip[:, None, None, None], x[index][..., ::-1], x[index])
+    to_float = data._host_converter(True, (3, 8, 16), xla)
+    np.testing.assert_array_equal(to_float(tf.constant(x.reshape(4, -1)), None, None, 0).numpy(),
+                                  x.transpose(0, 2, 3, 1).astype(np.float32) / 127.5 - 1)
+    np.testing.assert_array_equal(to_float(tf.constant(rows), tf.constant(index), tf.constant(flip), 5).numpy(),
+                                  want.transpose(0, 2, 3, 1).astype(np.float32) / 127.5 - 1)
+    np.testing.assert_array_equal(data._host_converter(False, (3, 8, 16), xla)(
+        tf.constant(rows), tf.constant(index), tf.constant(flip), 5), want)
+    d, imgs = rgb_dir
+    for in_memory in (True, False):
+        flipped = 0
+        for x, y in all_records(data.make_dataset(d, 2, 4, labels=True, seed=5, mirror=True,
+                                                  repeat=False, in_memory=in_memory)):
+            for img, lab in zip(x, y):
+                ref = imgs[lab].astype(np.float32) / 127.5 - 1
+                flipped += not np.array_equal(img, ref)
+                np.testing.assert_array_equal(img, ref if np.array_equal(img, ref) else ref[:, ::-1])
+        assert 0 < flipped < 12
+
+
 def test_to_images_flip_key_mirrors_the_drawn_images():
     x = np.random.default_rng(3).integers(0, 256, (32, 3, 4, 5), np.uint8)  # W != H
     plain = x.transpose(0, 2, 3, 1).astype(np.float32) / 127.5 - 1
@@ -227,18 +258,20 @@ def test_in_memory_epochs_drop_their_remainder(rgb_dir):
 def test_memory_bytes_decides_memory_or_stream(rgb_dir):
     d, _ = rgb_dir  # 12 records of 8x8x3 = 192 bytes at lod 1: a 2,304-byte share
 
-    def counts(memory_bytes):  # how often each record comes in the first 5 x 12 images
-        it = iter(data.make_dataset(d, 1, 5, labels=True, seed=3, memory_bytes=memory_bytes))
+    def counts(memory_bytes, mirror=False):  # how often each record comes in the first 5 x 12 images
+        it = iter(data.make_dataset(d, 1, 5, labels=True, seed=3, memory_bytes=memory_bytes,
+                                    mirror=mirror))
         return np.bincount(np.concatenate([next(it)[1].numpy() for _ in range(12)]), minlength=12)
 
     assert data.holds_in_memory(12, 192, 5, memory_bytes=2304)
     assert not data.holds_in_memory(12, 192, 5, memory_bytes=2303)
-    assert not data.holds_in_memory(12, 192, 5, mirror=True, memory_bytes=2304)
     # streamed: batches run on across epochs, so 60 images are exactly 5 passes
     np.testing.assert_array_equal(counts(2303), np.full(12, 5))
-    # held: each epoch of 10 leaves out 2 records, a different pair each time
-    held = counts(2304)
-    assert held.sum() == 60 and held.max() > 5
+    # held: each epoch of 10 leaves out 2 records, a different pair each time; with mirror
+    # too (flipped after the gather: the share is held once, not next to its mirror images)
+    for mirror in (False, True):
+        held = counts(2304, mirror)
+        assert held.sum() == 60 and held.max() > 5
     with pytest.raises(data.DatasetError, match="memory_bytes 0 must be a positive int"):
         data.make_dataset(d, 1, 5, memory_bytes=0)
 

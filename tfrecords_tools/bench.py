@@ -211,8 +211,7 @@ def bench_reader(path, batch, seconds, rounds, label, memory: int | None = None)
                "bare_cores": round(float(np.median(cores["bare"])), 2),
                "bare_thread_us": _median_or_none(serial["bare"])}
         for k, kw in READER_VARIANTS.items():
-            held = kw.get("in_memory", data.holds_in_memory(info.count, c * h * w, batch,
-                                                            kw.get("mirror", False), memory))
+            held = kw.get("in_memory", data.holds_in_memory(info.count, c * h * w, batch, memory))
             row[f"{k}_img_s"] = round(med[k])
             row[f"{k}_ratio"] = round(med[k] / med["bare"], 3)
             row[f"{k}_path"] = "memory" if held else "stream"
