@@ -232,7 +232,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     records).
 
     Shuffling: when this pipeline's share of the level takes at most memory_bytes of pixels
-    (twice the share with mirror; in_memory=None, True / False force it), the share is
+    (in_memory=None; True / False force it), the share is
     decoded once into memory and every epoch is a fresh random permutation of it, cut into
     batches (an epoch's remainder is dropped). Otherwise the share streams: the parts are
     read one after the other (in a new random order every epoch) and cut into windows of
