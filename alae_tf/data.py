@@ -35,7 +35,10 @@ IN_MEMORY_BYTES = 256 << 20  # default memory_bytes: a share with at most this m
 # pixels is held in memory; a larger one streams in windows of half as many bytes of records
 _LOAD_CHUNK_BYTES = 8 << 20  # decoded at a time when loading a share into memory
 _GATHER_BYTES = 1 << 20  # records gathered at a time for the batches of a streamed window
-_XLA_PIXELS = 1 << 16  # pixels per call from which the reader's conversion is compiled
+# pixels per call from which the reader's conversion is compiled: a compiled call costs about
+# 60 us more; it saves most on the passes that move pixels around (CHW -> HWC, flips)
+_XLA_PIXELS = 1 << 16
+_XLA_PIXELS_IN_PLACE = 1 << 20  # when it only converts (one channel, no flips)
 
 
 def describe(path, check_sizes: bool = True) -> DatasetInfo:
@@ -157,7 +160,7 @@ def _host_converter(to_float: bool, shape, xla: bool):
     index) at [offset, offset + C*H*W), mirrored where flip: the pixels as stored, or images
     (n, H, W, C) float32 in [-1, 1] when to_float. xla: compiled (where XLA works), the
     gather too for float output: one pass over the pixels, 2-6x less CPU than TensorFlow's
-    kernels for batches of 64 at 32-256 px, a little more for small calls (see _XLA_PIXELS).
+    kernels for batches of 64 at 32-256 px RGB, more for small calls (see _XLA_PIXELS).
     (A compiled gather of raw pixels costs more below 128 px.)"""
     c, h, w = shape
     xla = xla and _xla_works()
@@ -288,7 +291,11 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         ds = ds.shard(n, k)
 
     out_shape = [batch_size, c, h, w] if raw else [batch_size, h, w, c]
-    converters = {xla: _host_converter(not raw, (c, h, w), xla) for xla in (False, True)}
+    group = max(1, _GATHER_BYTES // (batch_size * record_bytes))  # batches per streamed call
+    per_call = batch_size * n_pix * (1 if in_memory or not shuffle else group)
+    moves = mirror or (c > 1 and not raw)
+    convert = _host_converter(not raw, (c, h, w),
+                              per_call >= (_XLA_PIXELS if moves else _XLA_PIXELS_IN_PLACE))
 
     def arrange(serialized):
         """records -> (their pixels (n, C*H*W) uint8, labels)."""
@@ -308,7 +315,6 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         y[index] (all of them without index), mirrored where flip (a bool per image):
         `batches` whole batches (None: any number)."""
         count = None if batches is None else batches * batch_size
-        convert = converters[batches is None or count * n_pix >= _XLA_PIXELS]  # None: groups
         x = tf.ensure_shape(convert(rows, index, flip, offset), [count] + out_shape[1:])
         y = y if index is None else tf.gather(y, index)
         return (x, tf.ensure_shape(y, [count])) if labels else x
@@ -326,7 +332,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         if repeat:
             ds = ds.repeat()
         ds = _window_batches(ds, to_rows, checked, start, finish, flips, batch_size, window,
-                             max(1, _GATHER_BYTES // (batch_size * record_bytes)),
+                             group,
                              stateless[1], deterministic)
     else:
         if repeat:

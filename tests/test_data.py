@@ -202,6 +202,7 @@ def test_reader_conversion_is_exact_with_and_without_xla(monkeypatch, rgb_dir, x
     assert data._xla_works()  # the pip TensorFlow has XLA on CPU
     monkeypatch.setattr(data, "_xla_works", lambda: xla)
     monkeypatch.setattr(data, "_XLA_PIXELS", 1)  # every call of the reader compiled with xla
+    monkeypatch.setattr(data, "_XLA_PIXELS_IN_PLACE", 1)
     x = np.random.default_rng(0).permutation(np.arange(6 * 256) % 256).astype(np.uint8)
     x = x.reshape(4, 3, 8, 16)  # W != H
     rows = np.concatenate([np.full((4, 5), 7, np.uint8), x.reshape(4, -1), np.ones((4, 2), np.uint8)], 1)
