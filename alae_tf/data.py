@@ -189,9 +189,10 @@ def _host_converter(to_float: bool, shape, xla: bool):
 
 @functools.lru_cache(maxsize=None)
 def _xla_works() -> bool:
-    """Whether XLA compiles here (the pip TensorFlow has it on CPU; other builds may not)."""
+    """Whether XLA compiles on the CPU, where tf.data runs (the pip TensorFlow has it; other
+    builds may not)."""
     try:
-        with tf.init_scope():
+        with tf.init_scope(), tf.device("/CPU:0"):
             tf.function(lambda x: x + 1, jit_compile=True)(tf.zeros([2], tf.int32)).numpy()
         return True
     except Exception as e:  # noqa: BLE001  any failure means: do without

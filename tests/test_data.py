@@ -227,6 +227,16 @@ def test_reader_conversion_is_exact_with_and_without_xla(monkeypatch, rgb_dir, x
         assert 0 < flipped < 12
 
 
+def test_reader_does_without_xla_where_it_does_not_compile(monkeypatch, caplog):
+    def no_xla(*args, jit_compile=None, **kwargs):
+        raise tf.errors.UnimplementedError(None, None, "no XLA_CPU_JIT device\nmore")
+
+    monkeypatch.setattr(tf, "function", no_xla)
+    with caplog.at_level("WARNING"):
+        assert data._xla_works.__wrapped__() is False
+    assert "XLA does not work here (no XLA_CPU_JIT device)" in caplog.text
+
+
 def test_to_images_flip_key_mirrors_the_drawn_images():
     x = np.random.default_rng(3).integers(0, 256, (32, 3, 4, 5), np.uint8)  # W != H
     plain = x.transpose(0, 2, 3, 1).astype(np.float32) / 127.5 - 1
