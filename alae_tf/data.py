@@ -37,7 +37,7 @@ _LOAD_CHUNK_BYTES = 8 << 20  # decoded at a time when loading a share into memor
 _GATHER_BYTES = 1 << 20  # records gathered at a time for the batches of a streamed window
 # pixels per call from which the reader's conversion is compiled: a compiled call costs about
 # 60 us more; it saves most on the passes that move pixels around (CHW -> HWC, flips)
-_XLA_PIXELS = 1 << 16
+_XLA_PIXELS = 1 << 14
 _XLA_PIXELS_IN_PLACE = 1 << 20  # when it only converts (one channel, no flips)
 
 
@@ -145,36 +145,39 @@ def _to_float(x):
     return tf.cast(x, tf.float32) / 127.5 - 1.0
 
 
-def _flip(x, flip):
-    """(N, C, H, W) with image i mirrored left-right where flip[i]."""
-    return tf.where(flip[:, None, None, None], tf.reverse(x, [3]), x)
+def _flip(x, flip, axis: int = 3):
+    """Images x (N, C, H, W; axis 2 for (N, H, W, C)) with image i mirrored left-right where
+    flip[i]."""
+    return tf.where(flip[:, None, None, None], tf.reverse(x, [axis]), x)
 
 
 # uint8 x -> x / 127.5 - 1 as a table: XLA would compute x * (1 / 127.5), a bit off
 _LEVELS = np.arange(256, dtype=np.float32) / np.float32(127.5) - np.float32(1)
 
 
-def _host_converter(to_float: bool, shape, xla: bool):
+def _host_converter(to_float: bool, shape, xla: bool, hwc: bool = False):
     """f(rows (N, K) uint8, index (n,) or None, flip (n,) bool or None, offset) -> the
     reader's output for the images of shape (C, H, W) stored in rows[index] (all rows without
-    index) at [offset, offset + C*H*W), mirrored where flip: the pixels as stored, or images
-    (n, H, W, C) float32 in [-1, 1] when to_float. xla: compiled (where XLA works), the
-    gather too for float output: one pass over the pixels, 2-6x less CPU than TensorFlow's
-    kernels for batches of 64 at 32-256 px RGB, more for small calls (see _XLA_PIXELS).
-    (A compiled gather of raw pixels costs more below 128 px.)"""
+    index) at [offset, offset + C*H*W) (CHW order; HWC when hwc), mirrored where flip: the
+    pixels as stored, or images (n, H, W, C) float32 in [-1, 1] when to_float. xla: compiled
+    (where XLA works), the gather too for float output: one pass over the pixels, 2-6x less
+    CPU than TensorFlow's kernels for batches of 64 at 32-256 px RGB, more for small calls
+    (see _XLA_PIXELS). (A compiled gather of raw pixels costs more below 128 px.)"""
     c, h, w = shape
     xla = xla and _xla_works()
+    dims, width = ([-1, h, w, c], 2) if hwc else ([-1, c, h, w], 3)
 
     def pick(rows, index, offset):
         x = rows if index is None else tf.gather(rows, index)
-        return tf.reshape(x[:, offset:offset + c * h * w], [-1, c, h, w])
+        return tf.reshape(x[:, offset:offset + c * h * w], dims)
 
     def floats(rows, index, flip, offset):
         x = pick(rows, index, offset)
-        x = x if flip is None else _flip(x, flip)
+        x = x if flip is None else _flip(x, flip, width)
         if not xla:
-            return _to_float(_chw_to_hwc(x, c, h, w))
-        return tf.gather(tf.constant(_LEVELS), tf.cast(tf.transpose(x, [0, 2, 3, 1]), tf.int32))
+            return _to_float(x if hwc else _chw_to_hwc(x, c, h, w))
+        x = x if hwc else tf.transpose(x, [0, 2, 3, 1])
+        return tf.gather(tf.constant(_LEVELS), tf.cast(x, tf.int32))
 
     if to_float:
         return tf.function(floats, jit_compile=True) if xla else floats
@@ -182,7 +185,7 @@ def _host_converter(to_float: bool, shape, xla: bool):
 
     def pixels(rows, index, flip, offset):
         x = pick(rows, index, offset)
-        return x if flip is None else flip_xla(x, flip)
+        return x if flip is None else flip_xla(x, flip, width)
 
     return pixels
 
@@ -294,14 +297,16 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     out_shape = [batch_size, c, h, w] if raw else [batch_size, h, w, c]
     group = max(1, _GATHER_BYTES // (batch_size * record_bytes))  # batches per streamed call
     per_call = batch_size * n_pix * (1 if in_memory or not shuffle else group)
-    moves = mirror or (c > 1 and not raw)
+    hwc = in_memory and not raw  # a held share for float output is transposed once, at load
+    moves = mirror or (c > 1 and not raw and not hwc)
     convert = _host_converter(not raw, (c, h, w),
-                              per_call >= (_XLA_PIXELS if moves else _XLA_PIXELS_IN_PLACE))
+                              per_call >= (_XLA_PIXELS if moves else _XLA_PIXELS_IN_PLACE), hwc)
 
     def arrange(serialized):
-        """records -> (their pixels (n, C*H*W) uint8, labels)."""
+        """records -> (their pixels (n, C*H*W) uint8, in HWC order when hwc; labels)."""
         rows, y = checked(*to_rows(serialized))
-        return rows[:, start:start + n_pix], y
+        x = rows[:, start:start + n_pix]
+        return (tf.reshape(_chw_to_hwc(x, c, h, w), [-1, n_pix]) if hwc else x), y
 
     def flips(index, count):
         """The streaming paths' flips of `count` images from batch `index` on: drawn from

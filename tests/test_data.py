@@ -215,6 +215,10 @@ def test_reader_conversion_is_exact_with_and_without_xla(monkeypatch, rgb_dir, x
                                   want.transpose(0, 2, 3, 1).astype(np.float32) / 127.5 - 1)
     np.testing.assert_array_equal(data._host_converter(False, (3, 8, 16), xla)(
         tf.constant(rows), tf.constant(index), tf.constant(flip), 5), want)
+    hwc = x.transpose(0, 2, 3, 1)  # a held share for float output is stored HWC
+    np.testing.assert_array_equal(data._host_converter(True, (3, 8, 16), xla, hwc=True)(
+        tf.constant(hwc.reshape(4, -1)), tf.constant(index), tf.constant(flip), 0).numpy(),
+        want.transpose(0, 2, 3, 1).astype(np.float32) / 127.5 - 1)
     d, imgs = rgb_dir
     for in_memory in (True, False):
         flipped = 0
