@@ -38,7 +38,7 @@ _GATHER_BYTES = 1 << 20  # records gathered at a time for the batches of a strea
 # pixels per call from which the reader's conversion is compiled: a compiled call costs about
 # 60 us more; it saves most on the passes that move pixels around (CHW -> HWC, flips)
 _XLA_PIXELS = 1 << 14
-_XLA_PIXELS_IN_PLACE = 1 << 20  # when it only converts (one channel, no flips)
+_XLA_PIXELS_IN_PLACE = 1 << 20  # when it only converts (one channel or stored HWC, no flips)
 
 
 def describe(path, check_sizes: bool = True) -> DatasetInfo:
@@ -338,8 +338,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         if repeat:
             ds = ds.repeat()
         ds = _window_batches(ds, to_rows, checked, start, finish, flips, batch_size, window,
-                             group,
-                             stateless[1], deterministic)
+                             group, stateless[1], deterministic)
     else:
         if repeat:
             ds = ds.repeat()
@@ -401,10 +400,9 @@ def _window_batches(records: tf.data.Dataset, to_rows, checked, start: int, fini
     """Batches of a streamed share: `window` records at a time are decoded together
     (to_rows, then checked, a map of its own: see _pixel_parser; pixels at `start` of each
     row), permuted by a draw from (seed, window index) and cut into whole batches, which
-    finish gathers;
-    `group` batches at a time are one call of finish, and the batches are slices of it. The
-    last window of a stream that ends may be short: its remainder (less than a batch) is
-    left out."""
+    finish gathers; `group` batches at a time are one call of finish, and the batches are
+    slices of it. The last window of a stream that ends may be short: its remainder (less
+    than a batch) is left out."""
     per_window = window // batch_size
 
     def batches(w, rows, y):
