@@ -136,8 +136,7 @@ def to_images(pixels: tf.Tensor, flip_key: tf.Tensor | None = None) -> tf.Tensor
     training applies --mirror: on the device, not in the reader)."""
     n, c, h, w = pixels.shape
     if flip_key is not None:
-        flip = tf.random.stateless_uniform([tf.shape(pixels)[0]], flip_key) < 0.5
-        pixels = tf.where(flip[:, None, None, None], tf.reverse(pixels, [3]), pixels)
+        pixels = _flip(pixels, tf.random.stateless_uniform([tf.shape(pixels)[0]], flip_key) < 0.5)
     return _to_float(_chw_to_hwc(pixels, c, h, w))
 
 
