@@ -37,3 +37,19 @@ def test_reader_rows(small_set):
             f"{rows[3]['bare_thread_us']} |") in bench.markdown([], rows, {"machine": "m", "load_before": 0,
                                                                "load_after": 0, "tf": "x",
                                                                "batch": 16})
+
+
+def test_repeated_set_streams_like_a_large_one(small_set, tmp_path):
+    from alae_tf import data
+    from tfrecords_tools import format as fmt
+
+    prefix = bench.repeat_dataset(small_set, str(tmp_path / "large"), 3, 4)
+    src, info = fmt.describe(small_set), fmt.describe(prefix)  # sizes checked against the manifest
+    assert (info.levels, info.count, info.records[4]) == ([2, 3, 4], 900, [3 * n for n in src.records[4]])
+    assert info.manifest["repeated"]["copies"] == 3
+    records = [rec for _, rec in fmt.iter_records(src.files[4][1])]
+    assert [rec for _, rec in fmt.iter_records(info.files[4][1])] == records * 3
+    # 900 records of 16 x 16: held under a budget of 900 x 256 bytes, streamed under one less
+    assert data.holds_in_memory(900, 256, 16, 900 * 256)
+    rows = bench.bench_reader(prefix, 16, 0.05, 1, "x3", memory=900 * 256 - 1, levels=[4])
+    assert [(r["level"], r["float_path"], r["raw_path"]) for r in rows] == [(4, "stream", "stream")]

@@ -10,9 +10,11 @@ stored uint8 pixels as training reads them, with the reader's flips, and both fo
 stream) next to a bare tf.data.TFRecordDataset(files).repeat().batch(B).prefetch() read of
 the same files; the ratio is the figure. Measured in alternating rounds (median), so
 background load hits both; with the cores each keeps busy and the CPU per image of its
-busiest thread.
+busiest thread. Then the same at the levels that stream by default of a CelebA-sized set
+(--stream_images, the synthetic set repeated): a level of a 5,000-image set under 128 px is
+one window, so only a large set shows how a streamed level reads.
 
-  python -m tfrecords_tools.bench                      # about 5 minutes on 2 cores
+  python -m tfrecords_tools.bench                      # about 7 minutes on 2 cores
   python -m tfrecords_tools.bench --quick              # about 1 minute
   python -m tfrecords_tools.bench --markdown_out bench.md --json_out bench.json
 
@@ -112,6 +114,37 @@ def bench_conversion(work, n_small, n_large, size, quick):
     return rows
 
 
+def repeat_dataset(path, out_dir, copies: int, top_level: int) -> str:
+    """A dataset in out_dir (returned: its prefix) holding the levels up to top_level of the
+    dataset at `path` with every part file's records `copies` times over (the TFRecord frames
+    concatenated), and a manifest that says so: as many records as a large set, from the disk
+    space of its pixels, so that a level streams in full-size windows as a large set's does
+    (a 5,000-image set's level at 32 or 64 px is a single window)."""
+    from tfrecords_tools import format as fmt
+
+    info = fmt.describe(path)
+    levels = [r for r in info.levels if r <= top_level]
+    os.makedirs(out_dir, exist_ok=True)
+    entries = {}
+    for r in levels:
+        entries[str(r)] = []
+        for f, n in zip(info.files[r], info.records[r]):
+            dst = os.path.join(out_dir, os.path.basename(f))
+            with open(dst, "wb") as out:
+                for _ in range(copies):
+                    with open(f, "rb") as src:
+                        shutil.copyfileobj(src, out, 8 << 20)
+            entries[str(r)].append({"file": os.path.basename(f), "records": n * copies,
+                                    "bytes": os.path.getsize(dst)})
+    manifest = dict(info.manifest or {"format": fmt.FORMAT_NAME,
+                                      "format_version": fmt.FORMAT_VERSION},
+                    name=info.name, levels=levels, resolution=2 ** levels[-1],
+                    count=info.count * copies, channels=info.channels, labels=info.has_labels,
+                    files=entries, repeated={"from": info.prefix, "copies": copies})
+    fmt.write_manifest(fmt.manifest_path(out_dir, info.name), manifest)
+    return os.path.join(out_dir, info.name)
+
+
 def _quiesce(limit: float = 10.0, step: float = 0.05):
     """Wait until this process is idle (under 10 % of a core for `step` s): the readers
     measured before refill their buffers in background threads, and that must not run
@@ -176,8 +209,10 @@ def _median_or_none(values):
     return round(float(np.median(values)), 2) if values else None
 
 
-def bench_reader(path, batch, seconds, rounds, label, memory: int | None = None):
-    """Rows of the reader table; memory: the readers' memory_bytes (default: make_dataset's)."""
+def bench_reader(path, batch, seconds, rounds, label, memory: int | None = None,
+                 levels=None):
+    """Rows of the reader table; memory: the readers' memory_bytes (default: make_dataset's);
+    levels: those to measure (default: all)."""
     import tensorflow as tf
 
     from alae_tf import data
@@ -185,7 +220,7 @@ def bench_reader(path, batch, seconds, rounds, label, memory: int | None = None)
     memory = memory or data.IN_MEMORY_BYTES
     info = data.describe(path)
     rows = []
-    for level in info.levels:
+    for level in levels or info.levels:
         lod = level - 2
         files = info.files[level]
         its = {"bare": iter(tf.data.TFRecordDataset(files).repeat()
@@ -225,6 +260,33 @@ def bench_reader(path, batch, seconds, rounds, label, memory: int | None = None)
     return rows
 
 
+def bench_large(conversion, work, args):
+    """Reader rows of the synthetic set repeated to about args.stream_images images, at the
+    levels whose share exceeds the memory budget: how a large set's levels stream. The set
+    (3.1 GB at 200,000 RGB images) is removed after measuring."""
+    from alae_tf import data
+
+    copies = -(-args.stream_images // conversion["images"])
+    count = copies * conversion["images"]
+    large = os.path.join(work, "large")
+    print(f"  writing the {conversion['images']}-image set {copies} times over "
+          f"({count} records, levels up to 64 px) ...", flush=True)
+    prefix = repeat_dataset(os.path.join(conversion["dir"], "b"), large, copies, 6)
+    info = data.describe(prefix)
+    levels = [r for r in info.levels
+              if not data.holds_in_memory(count, info.channels * 4 ** r, args.batch,
+                                          args.memory_mb << 20)]
+    if not levels:
+        print(f"  no level of {count} images streams under a {args.memory_mb} MiB budget",
+              flush=True)
+        return []
+    try:
+        return bench_reader(prefix, args.batch, args.seconds, args.rounds,
+                            f"images x{copies}", args.memory_mb << 20, levels)
+    finally:
+        shutil.rmtree(large, ignore_errors=True)
+
+
 def markdown(conv, reader, meta):
     out = [f"Machine: {meta['machine']}; load average before / after: {meta['load_before']} /"
            f" {meta['load_after']}; TensorFlow {meta['tf']}; batch {meta['batch']}; reader memory "
@@ -250,7 +312,8 @@ def markdown(conv, reader, meta):
             "share held in memory and permuted per epoch; s: streamed in windows, each "
             "permuted). cores: CPU time of the process / wall time during the rounds; thread "
             "us/img: CPU time per image of the busiest thread (the stage no number of cores "
-            "spreads). Before "
+            "spreads). images xN: the synthetic set's parts repeated N times, at the levels "
+            "that stream by default (a large set's level, read in full-size windows). Before "
             "each round the process waits until it is idle, so no reader's background refill "
             "runs during another's round:", "",
             "| dataset | level | px | C | bare img/s | bare cores | bare thread us/img | "
@@ -282,13 +345,17 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--memory_mb", type=int, default=256,
                         help="the readers' memory budget (train.py's --data_memory_mb)")
+    parser.add_argument("--stream_images", type=int, default=200000,
+                        help="also measure the reader on a set of about this many images (the "
+                             "synthetic set's levels up to 64 px, repeated: CelebA has 202,599) "
+                             "at the levels that stream by default; 0 skips it")
     parser.add_argument("--skip_reader", action="store_true")
     parser.add_argument("--json_out", default=None)
     parser.add_argument("--markdown_out", default=None)
     args = parser.parse_args(argv)
     if args.quick:
         args.images, args.small_images, args.size = 1000, 300, 128
-        args.seconds, args.rounds = 0.7, 3
+        args.seconds, args.rounds, args.stream_images = 0.7, 3, 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     work = args.work_dir or tempfile.mkdtemp(prefix="tfrecords_bench_")
     os.makedirs(work, exist_ok=True)
@@ -308,6 +375,8 @@ def main(argv=None):
         for source, r in ({} if args.skip_reader else picks).items():
             reader += bench_reader(os.path.join(r["dir"], "b"), args.batch, args.seconds,
                                    args.rounds, source, args.memory_mb << 20)
+        if args.stream_images > 0 and not args.skip_reader and "images" in picks:
+            reader += bench_large(picks["images"], work, args)
         meta = {"machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, "
                            f"{platform.processor() or platform.platform()}",
                 "load_before": round(load_before, 2),
