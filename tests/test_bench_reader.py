@@ -53,3 +53,18 @@ def test_repeated_set_streams_like_a_large_one(small_set, tmp_path):
     assert data.holds_in_memory(900, 256, 16, 900 * 256)
     rows = bench.bench_reader(prefix, 16, 0.05, 1, "x3", memory=900 * 256 - 1, levels=[4])
     assert [(r["level"], r["float_path"], r["raw_path"]) for r in rows] == [(4, "stream", "stream")]
+
+
+def test_large_set_rows_and_cleanup(small_set, tmp_path, capsys):
+    import argparse
+
+    conv = {"source": "mn", "images": 300, "dir": os.path.dirname(small_set)}
+    args = argparse.Namespace(stream_images=1100, batch=16, memory_mb=1, seconds=0.05, rounds=1)
+    # 4 x 300 records: only the 32 px level (1.2 MB) is over a 1 MiB budget
+    rows = bench.bench_large(conv, str(tmp_path), args)
+    assert [(r["dataset"], r["level"], r["float_path"]) for r in rows] == [("mn x4", 5, "stream")]
+    assert not os.path.exists(tmp_path / "large")
+    args.memory_mb = 2
+    assert bench.bench_large(conv, str(tmp_path), args) == []
+    assert "no level of 1200 images streams under a 2 MiB budget" in capsys.readouterr().out
+    assert not os.path.exists(tmp_path / "large")
