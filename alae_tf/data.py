@@ -177,9 +177,8 @@ def _host_converter(to_float: bool, shape, xla: bool, hwc: bool = False):
     def floats(rows, index, flip, offset):
         x = pick(rows, index, offset)
         x = x if flip is None else _flip(x, flip, width)
-        if not xla:
-            return _to_float(x if hwc else _chw_to_hwc(x, c, h, w))
-        return _to_float_compiled(x if hwc else tf.transpose(x, [0, 2, 3, 1]))
+        x = x if hwc else _chw_to_hwc(x, c, h, w)
+        return _to_float_compiled(x) if xla else _to_float(x)
 
     if to_float:
         return tf.function(floats, jit_compile=True) if xla else floats
