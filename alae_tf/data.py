@@ -9,17 +9,19 @@ one dataset, FOLDER/NAME, one of its files or its manifest, or a glob matching i
 `lod` 0 is 4x4 (file level r02); level r = lod + 2.
 
 Errors: problems visible before reading (missing folder, levels or parts, truncated files,
-manifest mismatch, wrong resolution at a level) raise tfrecords_tools.format.DatasetError
-(a ValueError) from make_dataset / describe. While iterating, a record whose shape, data
-length or label is wrong, or that is not a tf.train.Example at all, raises
-tf.errors.InvalidArgumentError whose message names the file and the record index. A record
-whose CRC does not match raises TensorFlow's DataLossError, which does not name the file:
-iterate through `checked(...)` (or call `diagnose(...)` in your handler) to turn it into a
-DatasetError naming the file and record. Nothing here aborts the process.
+manifest mismatch, wrong resolution at a level, bad arguments, a share under a batch) raise
+tfrecords_tools.format.DatasetError (a ValueError) from make_dataset / describe. While
+iterating, a record whose shape, data length or label is wrong, or that is not a
+tf.train.Example at all, raises tf.errors.InvalidArgumentError whose message names the file
+and the record index. A record whose CRC does not match raises TensorFlow's DataLossError,
+which does not name the file: iterate through `checked(...)` (or call `diagnose(...)` in your
+handler) to turn it into a DatasetError naming the file and record. Nothing here aborts the
+process.
 """
 from __future__ import annotations
 
 import functools
+import os
 
 import numpy as np
 import tensorflow as tf
@@ -44,21 +46,49 @@ _XLA_PIXELS_IN_PLACE = 1 << 20  # when it only converts (one channel or stored H
 def describe(path, check_sizes: bool = True) -> DatasetInfo:
     """DatasetInfo of the dataset at `path` (see module doc); DatasetError if it is missing,
     incomplete or inconsistent (check_sizes=False: files may differ from the manifest's sizes)."""
-    return fmt.describe(path, check_sizes=check_sizes)
+    return fmt.describe(_path_str(path), check_sizes=check_sizes)
 
 
-def shard_files(files, num_pipelines: int, pipeline_id: int):
-    """(files of this pipeline, shard_records). With n pipelines and P >= n files, pipeline k
-    reads files [k*P//n, (k+1)*P//n) and shard_records is False; with more pipelines than
-    files every pipeline reads all files and keeps every n-th record (shard_records True)."""
+def _path_str(path) -> str:
+    """`path` (str, bytes or os.PathLike) as a str; DatasetError for anything else."""
+    try:
+        return os.fsdecode(path)
+    except TypeError:
+        raise DatasetError(f"path {path!r} must be a str, bytes or os.PathLike") from None
+
+
+def _is_int(value) -> bool:
+    """A Python or numpy integer, not a bool (True would silently mean 1)."""
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def shard_files(files, records, num_pipelines: int,
+                pipeline_id: int) -> list[tuple[str, int, int]]:
+    """Pipeline k's share of a level as slices (file, skip, take): its records skip .. skip +
+    take - 1 of each file, in file order. `records[i]`: the records of files[i] to read.
+    With P files and n pipelines, when n divides P pipeline k reads whole files
+    [k*P//n, (k+1)*P//n); otherwise it reads records [k*N//n, (k+1)*N//n) of the N records
+    taken in file order. Disjoint and complete either way; in the second the shares differ
+    by at most one record. Slices of no records are left out."""
     n, k, p = int(num_pipelines), int(pipeline_id), len(files)
-    if n <= 1:
-        return list(files), False
+    if len(records) != p:
+        raise DatasetError(f"shard_files: {p} files but {len(records)} record counts")
+    if n < 1:
+        raise DatasetError(f"number of input pipelines {n} must be >= 1")
     if not 0 <= k < n:
         raise DatasetError(f"input pipeline id {k} is not in [0, {n})")
-    if n <= p:
-        return list(files[k * p // n:(k + 1) * p // n]), False
-    return list(files), True
+    if p % n == 0:
+        lo, hi = k * p // n, (k + 1) * p // n
+        return [(f, 0, int(r)) for f, r in zip(files[lo:hi], records[lo:hi]) if r > 0]
+    total = sum(int(r) for r in records)
+    lo, hi = k * total // n, (k + 1) * total // n
+    slices, first = [], 0  # first: global index of the file's first record
+    for f, r in zip(files, records):
+        skip, end = max(lo - first, 0), min(hi - first, int(r))
+        if skip < end:
+            slices.append((f, skip, end - skip))
+        first += int(r)
+    return slices
 
 
 def steps_per_epoch(info: DatasetInfo, batch_size: int, num_pipelines: int = 1) -> int:
@@ -228,8 +258,11 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     batch_size is the batch of THIS input pipeline: under
     strategy.distribute_datasets_from_function pass input_context.get_per_replica_batch_size(
     global_batch) yourself. With input_context, pipeline k of n reads parts
-    [k*P//n, (k+1)*P//n) when n <= P parts, else every part keeping records k, k+n, ...
-    (disjoint and complete either way).
+    [k*P//n, (k+1)*P//n) when n divides the P parts, else records [k*N//n, (k+1)*N//n) of
+    the level's N records in file order (see shard_files): disjoint and complete either way.
+    A share with no record, or with fewer than a batch when it cannot repeat into one
+    (repeat=False, or held in memory), is a DatasetError; so are a lod that is no int or
+    not in the dataset, and a seed that is no int.
 
     mirror: random horizontal flip per image. seed: makes file order, shuffle and flips
     reproducible (and the interleave deterministic). raw=True: yield the stored pixels,
@@ -242,37 +275,51 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     Shuffling: when this pipeline's share of the level takes at most memory_bytes of pixels
     (in_memory=None; True / False force it), the share is
     decoded once into memory and every epoch is a fresh random permutation of it, cut into
-    batches (an epoch's remainder is dropped). Otherwise the share streams: the parts are
-    read one after the other (in a new random order every epoch) and cut into windows of
-    window_records(...) records, at most memory_bytes / 2 of them; each window is a random
-    permutation cut into whole batches. Windows run on across epochs, so nothing is dropped
-    (without repeat, the last window's remainder is)."""
-    info = info or describe(path)
-    if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    batches (an epoch's remainder is dropped). Otherwise the share streams: its files (or
+    slices of files) are read one after the other, in a new random order every epoch, and
+    cut into windows of window_records(...) records, at most memory_bytes / 2 of them; each
+    window is a random permutation cut into whole batches. Windows run on across epochs, so
+    nothing is dropped (without repeat, the last window's remainder is)."""
+    if not _is_int(lod):
+        raise DatasetError(f"lod {lod!r} must be an int (0 is 4x4)")
+    if seed is not None and not _is_int(seed):
+        raise DatasetError(f"seed {seed!r} must be None or an int")
+    if not _is_int(batch_size) or batch_size < 1:
         raise DatasetError(f"batch_size {batch_size!r} must be a positive int")
-    if not isinstance(memory_bytes, (int, np.integer)) or memory_bytes < 1:
+    if not _is_int(memory_bytes) or memory_bytes < 1:
         raise DatasetError(f"memory_bytes {memory_bytes!r} must be a positive int")
+    info = info or describe(path)
+    lod, batch_size, seed = int(lod), int(batch_size), None if seed is None else int(seed)
     level = info.level_for_lod(lod)
     if labels and not info.has_labels:
         raise DatasetError(f"{info.prefix}: labels=True but the dataset has no 'label' feature")
     c, h, w = info.shape_at(level)
     n_pix = c * h * w
-    files = list(info.files[level])
     n, k = 1, 0
     if input_context is not None:
         n, k = input_context.num_input_pipelines, input_context.input_pipeline_id
-    files, shard_records = shard_files(files, n, k)
-    counts = dict(zip(info.files[level], info.records[level]))
+    stored = dict(zip(info.files[level], info.records[level]))
+    counts = dict(stored)
     for f, limit in (limits or {}).items():
         if f in counts:
             counts[f] = min(counts[f], limit)
-    in_files = sum(counts[f] for f in files)  # with shard_records, about n times this share
-    records_here = in_files // n if shard_records else in_files
+    slices = shard_files(info.files[level], [counts[f] for f in info.files[level]], n, k)
+    files = [f for f, _, _ in slices]
+    records_here = sum(t for _, _, t in slices)
     record_bytes = n_pix + 64
-    deterministic = seed is not None or shard_records or not shuffle
+    deterministic = seed is not None or not shuffle
     if in_memory is None:
         in_memory = holds_in_memory(records_here, n_pix, batch_size, memory_bytes)
     in_memory = bool(in_memory and shuffle)
+    # Batches span epochs only when a stream repeats; an epoch held in memory must hold one.
+    if records_here < batch_size and (records_here == 0 or not repeat or in_memory):
+        who = f"input pipeline {k} of {n}" if n > 1 else "the reader"
+        why = ""
+        if records_here:
+            why = (" (held in memory: an epoch must hold a batch)" if in_memory
+                   else " (repeat=False: no whole batch)")
+        raise DatasetError(f"{info.prefix}: {who} gets {records_here} records of level "
+                           f"r{level:02d}, fewer than its batch of {batch_size}{why}")
     window = window_records(records_here, record_bytes, batch_size, memory_bytes)
     # per-pipeline seeds: replicas must not flip / shuffle in lockstep
     seeds = [None] * 3 if seed is None else [(seed * 1000003 + 7919 * k + i) % (2 ** 31)
@@ -282,18 +329,19 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         int(v) for v in np.random.default_rng().integers(2 ** 31, size=3)]
     to_rows, start, checked = _pixel_parser(files, (c, h, w), labels)
 
-    take = [-1 if limits is None else limits.get(f, -1) for f in files]
-    ds = tf.data.Dataset.from_tensor_slices((tf.constant(files, tf.string), tf.constant(take, tf.int64)))
-    if shuffle and not shard_records and len(files) > 1 and not in_memory:
-        ds = ds.shuffle(len(files), seed=seeds[0], reshuffle_each_iteration=True)
-    # The files one after the other: the cheapest read per record (a round-robin interleave
+    names, skips, takes = zip(*slices)  # not empty: records_here >= 1
+    ds = tf.data.Dataset.from_tensor_slices((tf.constant(names, tf.string),
+                                             tf.constant(skips, tf.int64),
+                                             tf.constant(takes, tf.int64)))
+    if shuffle and len(slices) > 1 and not in_memory:
+        ds = ds.shuffle(len(slices), seed=seeds[0], reshuffle_each_iteration=True)
+    # The slices one after the other: the cheapest read per record (a round-robin interleave
     # costs about 1 us per record, as much as reading a 32 px record).
-    if limits is None:
-        ds = tf.data.TFRecordDataset(ds.map(lambda f, _: f), buffer_size=1 << 20)
+    if all(s == 0 and t == stored[f] for f, s, t in slices):
+        ds = tf.data.TFRecordDataset(ds.map(lambda f, s, t: f), buffer_size=1 << 20)
     else:
-        ds = ds.flat_map(lambda f, n: tf.data.TFRecordDataset(f, buffer_size=1 << 20).take(n))
-    if shard_records:
-        ds = ds.shard(n, k)
+        ds = ds.flat_map(lambda f, s, t: tf.data.TFRecordDataset(
+            f, buffer_size=1 << 20).skip(s).take(t))
 
     out_shape = [batch_size, c, h, w] if raw else [batch_size, h, w, c]
     group = max(1, _GATHER_BYTES // (batch_size * record_bytes))  # batches per streamed call
@@ -334,7 +382,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
                           f"({window * record_bytes / 2 ** 20:.1f} MiB), each a permutation")
     if in_memory:
         ds = _permuted_batches(ds, arrange, finish, batch_size, repeat, stateless[1],
-                               in_files, record_bytes, mirror)
+                               records_here, record_bytes, mirror)
     elif shuffle:
         if repeat:
             ds = ds.repeat()
@@ -362,11 +410,12 @@ def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int
     """Batches of a share held in memory: its records are decoded once per iterator (arrange),
     then each epoch is a permutation drawn from (seed, epoch) cut into whole batches, each
     gathered and passed through finish (with flips drawn from the same key when mirror).
-    `most`: an upper bound of the share's record count (tf.data reserves room for it).
+    `most`: the share's record count (tf.data reserves room for it); make_dataset has
+    checked that it holds a batch, and the assertion catches files that shrank since.
     (No tf.data cache: after a read error it would replay an empty share.)"""
     def one_epoch(epoch, x, y):
         count = tf.shape(y)[0]
-        check = tf.debugging.assert_greater_equal(
+        check = tf.debugging.assert_greater_equal(  # else: endless empty epochs
             count, batch_size, message=f"this input pipeline's share of the data is smaller "
                                        f"than its batch of {batch_size}")
         with tf.control_dependencies([check]):

@@ -7,6 +7,7 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from tfrecords_tools import format as fmt
 from tests.helpers_data import REPO, error_line, run_cli, smooth_images, write_png_tree
@@ -92,3 +93,64 @@ def test_killed_conversion_leaves_no_dataset(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert sorted(os.listdir(out))[0] == "k-r02.tfrecords.000"  # stale temp folder removed
     assert np.isclose(fmt.describe(str(out)).count, 40)
+
+
+def test_lone_bad_image_is_a_one_line_error(tmp_path):
+    # one image: one chunk, decoded in the main process before any worker pool exists
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "cut.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    p = run_cli("tfrecords_tools.convert", "--source", "images", "--input", src,
+                "--output_dir", tmp_path / "out", "--resolution", "8")
+    assert p.returncode == 1 and "Traceback" not in p.stderr, p.stderr[-3000:]
+    assert error_line(p).startswith(f"error: {src / 'cut.png'}: unreadable or corrupt image")
+
+
+def _children(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children", encoding="ascii") as f:
+        return [int(c) for c in f.read().split()]
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _start_and_wait_for_workers(src, out, workers):
+    env = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.Popen([sys.executable, "-m", "tfrecords_tools.convert", "--source",
+                             "images", "--input", str(src), "--output_dir", str(out),
+                             "--name", "k", "--resolution", "64", "--workers", str(workers)],
+                            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 90
+    while time.time() < deadline and proc.poll() is None:
+        tmp = [f for f in os.listdir(out) if f.startswith(".k.tmp-")] if out.exists() else []
+        if tmp and os.listdir(out / tmp[0]) and len(_children(proc.pid)) >= workers - 1:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the conversion ended before it could be stopped"
+    return proc
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/task"), reason="needs Linux /proc")
+def test_sigterm_cleans_up_and_killed_parent_takes_its_workers(tmp_path):
+    src = tmp_path / "in"
+    write_png_tree(str(src), smooth_images(400, 64, 3))
+    out = tmp_path / "out"
+    proc = _start_and_wait_for_workers(src, out, 2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "error: interrupted; nothing was written" in err, err[-2000:]
+    assert os.listdir(out) == []
+    proc = _start_and_wait_for_workers(src, out, 2)
+    kids = _children(proc.pid)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)  # not communicate(): a stuck worker would hold the pipes open
+    deadline = time.time() + 20
+    while time.time() < deadline and any(_running(k) for k in kids):
+        time.sleep(0.1)
+    assert not any(_running(k) for k in kids), "a worker outlived its killed parent"

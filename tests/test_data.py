@@ -1,5 +1,7 @@
 """alae_tf.data: describe / make_dataset over our datasets and StyleGAN / release fixtures."""
 import os
+import pathlib
+import re
 import shutil
 
 import numpy as np
@@ -17,6 +19,14 @@ def mnist_dir(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("mnist"))
     convert(source="mnist5k", output_dir=d, name="mn", max_images=120, test_count=20, parts=4,
             workers=1)
+    return d
+
+
+@pytest.fixture(scope="module")
+def two_part_dir(tmp_path_factory):
+    """23 MNIST digits in 2 parts (12 + 11 records)."""
+    d = str(tmp_path_factory.mktemp("two"))
+    convert(source="mnist5k", output_dir=d, name="two", max_images=23, parts=2, workers=1)
     return d
 
 
@@ -266,8 +276,9 @@ def test_in_memory_epochs_drop_their_remainder(rgb_dir):
     x, y = next(iter(data.make_dataset(d, 1, 20, labels=True, seed=0)))
     assert len(y) == 20 and set(y.numpy()) == set(range(12))
     # ... and an error when forced into memory
-    with pytest.raises(tf.errors.InvalidArgumentError, match="smaller than its batch of 20"):
-        next(iter(data.make_dataset(d, 1, 20, in_memory=True)))
+    with pytest.raises(data.DatasetError, match="gets 12 records of level r03, fewer than its "
+                                                "batch of 20"):
+        data.make_dataset(d, 1, 20, in_memory=True)
 
 
 def test_memory_bytes_decides_memory_or_stream(rgb_dir):
@@ -312,18 +323,157 @@ def _ids(ds):
 
 @pytest.mark.parametrize("pipelines", [2, 3, 5])
 def test_sharding_is_disjoint_and_complete(rgb_dir, pipelines):
-    d, _ = rgb_dir  # 3 parts of 4 records: 2 and 3 pipelines shard by part, 5 by record
+    d, _ = rgb_dir  # 3 parts of 4 records (labels = record index): 3 pipelines by part
     seen = []
     for k in range(pipelines):
         ctx = tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=k,
                                          num_replicas_in_sync=pipelines)
         ids = _ids(data.make_dataset(d, 1, 1, labels=True, repeat=False, input_context=ctx))
-        assert ids, f"pipeline {k} of {pipelines} got nothing"
-        seen.append(set(ids))
         assert len(ids) == len(set(ids))
+        assert set(ids) == set(range(k * 12 // pipelines, (k + 1) * 12 // pipelines))
+        seen.append(set(ids))
     assert sum(len(s) for s in seen) == 12 and set().union(*seen) == set(range(12))
-    files, by_record = data.shard_files(["a", "b", "c"], pipelines, 0)
-    assert by_record == (pipelines > 3)
+
+
+def test_shard_files_slices():
+    files = ["a", "b", "c", "d"]
+    # n divides the parts: whole files, even when their sizes differ
+    assert data.shard_files(files, [3, 5, 4, 4], 2, 0) == [("a", 0, 3), ("b", 0, 5)]
+    assert data.shard_files(files, [3, 5, 4, 4], 2, 1) == [("c", 0, 4), ("d", 0, 4)]
+    assert data.shard_files(files, [3, 5, 4, 4], 1, 0) == [("a", 0, 3), ("b", 0, 5),
+                                                          ("c", 0, 4), ("d", 0, 4)]
+    # otherwise record ranges [k*N//n, (k+1)*N//n) in file order, empty files left out
+    assert [data.shard_files(files, [5, 5, 5, 5], 3, k) for k in range(3)] == [
+        [("a", 0, 5), ("b", 0, 1)], [("b", 1, 4), ("c", 0, 3)], [("c", 3, 2), ("d", 0, 5)]]
+    assert [data.shard_files(["a", "z", "c"], [5, 0, 7], 2, k) for k in range(2)] == [
+        [("a", 0, 5), ("c", 0, 1)], [("c", 1, 6)]]
+    assert [data.shard_files(["a", "b"], [12, 11], 5, k) for k in range(5)] == [
+        [("a", 0, 4)], [("a", 4, 5)], [("a", 9, 3), ("b", 0, 1)], [("b", 1, 5)], [("b", 6, 5)]]
+    assert data.shard_files(["a", "b"], [1, 1], 3, 0) == []  # more pipelines than records
+    with pytest.raises(data.DatasetError, match=r"^input pipeline id 3 is not in \[0, 3\)$"):
+        data.shard_files(files, [1, 1, 1, 1], 3, 3)
+    with pytest.raises(data.DatasetError, match=r"^shard_files: 4 files but 3 record counts$"):
+        data.shard_files(files, [1, 1, 1], 3, 0)
+
+
+def _records(ds) -> list[tuple[int, bytes]]:
+    """(label, stored CHW pixel bytes) of every image of a raw, labelled dataset, in order."""
+    return [(int(lab), x.tobytes()) for xs, ys in ds for x, lab in zip(xs.numpy(), ys.numpy())]
+
+
+def _level(path, lod: int) -> list[tuple[int, bytes]]:
+    """The level's records in file order, read by take_images (Python, not tf.data)."""
+    images, labels = data.take_images(path, lod, data.describe(path).count, labels=True)
+    return [(int(lab), img.transpose(2, 0, 1).tobytes()) for img, lab in zip(images, labels)]
+
+
+@pytest.mark.parametrize("mode", ["ordered", "in_memory", "streamed"])
+@pytest.mark.parametrize("parts, pipelines", [(4, 3), (2, 5)])
+def test_uneven_sharding_reads_equal_record_ranges(mnist_dir, two_part_dir, parts, pipelines,
+                                                   mode):
+    path = mnist_dir if parts == 4 else two_part_dir  # 100 records; 23 records (12 + 11)
+    assert data.describe(path).parts[3] == parts
+    full = _level(path, 1)
+    n = len(full)
+    kw = dict(shuffle=False) if mode == "ordered" else dict(seed=3,
+                                                            in_memory=mode == "in_memory")
+    shares = []
+    for k in range(pipelines):
+        ctx = tf.distribute.InputContext(pipelines, k, pipelines)
+        shares.append(_records(data.make_dataset(path, 1, 1, labels=True, raw=True,
+                                                 repeat=False, input_context=ctx, **kw)))
+    for k, share in enumerate(shares):
+        want = full[k * n // pipelines:(k + 1) * n // pipelines]
+        assert share == want if mode == "ordered" else sorted(share) == sorted(want)
+    assert max(map(len, shares)) - min(map(len, shares)) <= 1
+    assert sorted(sum(shares, [])) == sorted(full)  # disjoint and complete
+
+
+def test_record_sharding_applies_limits(rgb_dir):
+    d, _ = rgb_dir  # labels = record index; part 1 cut to its first 2 records (4, 5)
+    limits = {data.describe(d).files[3][1]: 2}
+    ids = [_ids(data.make_dataset(d, 1, 1, labels=True, shuffle=False, repeat=False,
+                                  limits=limits,
+                                  input_context=tf.distribute.InputContext(2, k, 2)))
+           for k in range(2)]
+    assert ids == [[0, 1, 2, 3, 4], [5, 8, 9, 10, 11]]
+
+
+def test_streamed_slices_come_in_a_new_order_every_epoch(rgb_dir):
+    d, _ = rgb_dir  # pipeline 1 of 2: records 6-11, slices part 1 [2, 4) and part 2 [0, 4)
+    ctx = tf.distribute.InputContext(2, 1, 2)
+    # windows of one record: the stream is the slices' records in slice order
+    assert data.window_records(6, 8 * 8 * 3 + 64, 1, memory_bytes=600) == 1
+    it = iter(data.make_dataset(d, 1, 1, labels=True, seed=1, in_memory=False,
+                                memory_bytes=600, input_context=ctx))
+    epochs = [tuple(int(next(it)[1][0]) for _ in range(6)) for _ in range(10)]
+    orders = {(6, 7, 8, 9, 10, 11), (8, 9, 10, 11, 6, 7)}
+    assert set(epochs) == orders
+
+
+def test_a_share_under_a_batch_is_an_error_when_made(rgb_dir):
+    d, _ = rgb_dir  # 12 records, 3 parts
+    info = data.describe(d)
+    prefix = re.escape(info.prefix)
+    for kw in (dict(shuffle=False), dict(in_memory=False)):
+        with pytest.raises(data.DatasetError, match=rf"^{prefix}: the reader gets 12 records "
+                                                    r"of level r03, fewer than its batch of 13 "
+                                                    r"\(repeat=False: no whole batch\)$"):
+            data.make_dataset(d, 1, 13, repeat=False, **kw)
+    with pytest.raises(data.DatasetError, match=rf"^{prefix}: the reader gets 12 records of "
+                                                r"level r03, fewer than its batch of 13 \(held "
+                                                r"in memory: an epoch must hold a batch\)$"):
+        data.make_dataset(d, 1, 13, in_memory=True)
+    # 24 pipelines over 12 records: the even ones get none, even with repeat ...
+    for shuffle in (False, True):
+        with pytest.raises(data.DatasetError, match=rf"^{prefix}: input pipeline 22 of 24 gets 0 "
+                                                    r"records of level r03, fewer than its "
+                                                    r"batch of 1$"):
+            data.make_dataset(d, 1, 1, shuffle=shuffle,
+                              input_context=tf.distribute.InputContext(24, 22, 24))
+    # ... and the odd ones one each
+    assert _ids(data.make_dataset(d, 1, 1, labels=True, shuffle=False, repeat=False,
+                                  input_context=tf.distribute.InputContext(24, 23, 24))) == [11]
+    limits = {f: 1 for f in info.files[3]}
+    with pytest.raises(data.DatasetError, match=r"the reader gets 3 records of level r03, fewer "
+                                                r"than its batch of 4 \(held in memory"):
+        data.make_dataset(d, 1, 4, in_memory=True, limits=limits)
+    assert sorted(_ids(data.make_dataset(d, 1, 3, labels=True, in_memory=True, repeat=False,
+                                         limits=limits))) == [0, 4, 8]
+
+
+@pytest.mark.parametrize("lod", [1.5, "2", None, True, 2.0])
+def test_lod_that_is_no_int_is_an_error(rgb_dir, lod):
+    with pytest.raises(data.DatasetError,
+                       match=rf"^lod {re.escape(repr(lod))} must be an int \(0 is 4x4\)$"):
+        data.make_dataset(rgb_dir[0], lod, 4)
+
+
+def test_odd_arguments_are_named(rgb_dir):
+    d, _ = rgb_dir  # 16 px: lod 0..2
+    prefix = re.escape(data.describe(d).prefix)
+    for lod in (-1, 3, 10 ** 6):
+        with pytest.raises(data.DatasetError, match=rf"^{prefix}: lod {lod} is not in the dataset: "
+                                                    r"it has lod 0\.\.2 \(4x4 to 16x16, "
+                                                    r"levels r02\.\.r04\)$"):
+            data.make_dataset(d, lod, 4)
+    for seed in (1.5, "x", True):
+        with pytest.raises(data.DatasetError,
+                           match=rf"^seed {re.escape(repr(seed))} must be None or an int$"):
+            data.make_dataset(d, 1, 4, seed=seed)
+    with pytest.raises(data.DatasetError, match=r"^path 3 must be a str, bytes or os\.PathLike$"):
+        data.make_dataset(3, 1, 4)
+    with pytest.raises(data.DatasetError, match=r"^batch_size True must be a positive int$"):
+        data.make_dataset(d, 1, True)
+
+    def ids(path, lod=1, seed=7):
+        return _ids(data.make_dataset(path, lod, 4, labels=True, seed=seed, repeat=False))
+
+    want = ids(d)
+    assert sorted(want) == list(range(12))
+    # numpy integers, bytes and os.PathLike paths are accepted and mean the same
+    assert ids(d, lod=np.int64(1), seed=np.int32(7)) == want
+    assert ids(os.fsencode(d)) == want and ids(pathlib.Path(d)) == want
 
 
 def test_distribute_datasets_from_function(rgb_dir):
@@ -353,8 +503,8 @@ def test_distribute_datasets_from_function(rgb_dir):
 def test_errors_before_reading(mnist_dir, tmp_path):
     with pytest.raises(data.DatasetError, match="no such folder"):
         data.make_dataset(str(tmp_path / "nope" / "x"), 0, 4)
-    with pytest.raises(data.DatasetError, match=r"lod 4 \(64x64, level r06\) is not in the "
-                                                r"dataset.*lod 0\.\.3"):
+    with pytest.raises(data.DatasetError, match=r"mn: lod 4 is not in the dataset: it has lod "
+                                                r"0\.\.3 \(4x4 to 32x32, levels r02\.\.r05\)$"):
         data.make_dataset(mnist_dir, 4, 4)
     with pytest.raises(data.DatasetError, match="batch_size"):
         data.make_dataset(mnist_dir, 0, 0)

@@ -4,6 +4,7 @@ import os
 import shutil
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from tfrecords_tools import format as fmt
@@ -103,7 +104,43 @@ def test_box_filter_violation_and_count_mismatch(tmp_path, capsys):
     write_fixture(str(tmp_path / "c"), "d", other[:5], labels=list(range(5)), parts=2)
     shutil.copy(tmp_path / "c" / "d-r02.tfrecords.001", os.path.join(d, "d-r02.tfrecords.001"))
     rc, out, err = run_main(capsys, d)
-    assert rc == 1 and "levels hold different record counts (r02=5, r03=6, r04=6)" in out
+    f = os.path.join(d, "d-r02.tfrecords.001")
+    assert rc == 1 and (f"error: {f}: 2 records, where part 001 of the other levels holds 3 "
+                        f"(levels hold different record counts: r02=5, r03=6, r04=6)") in err
+
+
+def _cut_last_record(path):
+    """Truncate `path` at the start of its last record: a valid, one record shorter file."""
+    frames = fmt.scan_records(path)
+    os.truncate(path, frames[-1][0] - 12)
+    assert len(fmt.scan_records(path)) == len(frames) - 1
+
+
+def test_short_file_cut_at_record_boundary_is_named(tmp_path, capsys):
+    convert(source="mnist5k", output_dir=str(tmp_path / "a"), name="a", max_images=40, parts=2,
+            workers=1)
+    d = str(tmp_path / "a")
+    os.remove(fmt.manifest_path(d, "a"))
+    short = os.path.join(d, "a-r05.tfrecords.001")
+    _cut_last_record(short)
+    want = (f"{short}: 19 records, where part 001 of the other levels holds 20 (levels hold "
+            f"different record counts: r02=40, r03=40, r04=40, r05=39)")
+    rc, out, err = run_main(capsys, d, "--quick")
+    assert rc == 1 and f"FAIL  {want}" in out and f"error: {want}" in err
+    with pytest.raises(fmt.DatasetError) as e:  # the reader's describe() says the same
+        fmt.describe(d)
+    assert str(e.value) == want
+    _cut_last_record(os.path.join(d, "a-r03.tfrecords.000"))  # two odd files: no single culprit
+    rc, out, err = run_main(capsys, d, "--quick")
+    assert rc == 1 and "error: " + os.path.join(d, "a") + (
+        ": levels hold different record counts (r02=40, r03=39, r04=40, r05=39)") in err
+    sg = str(tmp_path / "sg")  # StyleGAN layout: one file per level
+    write_fixture(sg, "s", smooth_images(5, 16, 1, seed=3), parts=None)
+    _cut_last_record(os.path.join(sg, "s-r03.tfrecords"))
+    rc, out, err = run_main(capsys, sg, "--quick")
+    f = os.path.join(sg, "s-r03.tfrecords")
+    assert rc == 1 and (f"error: {f}: 4 records, where the other levels hold 5 "
+                        f"(levels hold different record counts: r02=5, r03=4, r04=5)") in err
 
 
 def test_missing_level_and_nothing_found(tmp_path, capsys):

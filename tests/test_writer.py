@@ -353,3 +353,104 @@ def test_bad_arguments(tmp_path):
         convert(source="mnist5k", output_dir=str(tmp_path), channels=2)
     with pytest.raises(ConvertError, match="leaves no training images"):
         convert(source="mnist5k", output_dir=str(tmp_path), max_images=5, test_count=5)
+
+
+def test_bad_label_arrays_are_one_line_errors(tmp_path):
+    imgs = smooth_images(6, 8, 3)
+    y = np.array([5, 5, 3, 5, 6, 1])
+    cases = {
+        "onehot": (np.eye(10)[y], r"labels must be a 1-D array of class indices, got shape "
+                                  r"\(6, 10\) \(one-hot"),
+        "negative": (y - 6, r"labels must hold whole numbers >= 0; label 0 is -1"),
+        "fraction": (y + 0.5, r"labels must hold whole numbers >= 0; label 0 is 5.5"),
+        "text": (np.array(list("abcdef")), r"labels must hold whole numbers >= 0, not <U1"),
+        "objects": (np.array([1, "a", None, 2, 3, 4], dtype=object), r"member 'labels' is not "
+                                                                     r"a plain numeric array"),
+        "short": (y[:4], r"6 train images but 4 labels in labels"),
+    }
+    for name, (labels, message) in cases.items():
+        path = tmp_path / f"{name}.npz"
+        np.savez(path, images=imgs, labels=labels)
+        with pytest.raises(SourceError, match=message):
+            convert(source="npz", input=str(path), output_dir=str(tmp_path / "o"), name=name)
+        assert not (tmp_path / "o").exists() or fmt.find_datasets(str(tmp_path / "o")) == []
+    # whole-number floats and an (N, 1) column are class indices
+    np.savez(tmp_path / "ok.npz", images=imgs, labels=y.astype(np.float32)[:, None])
+    convert(source="npz", input=str(tmp_path / "ok.npz"), output_dir=str(tmp_path / "o"),
+            name="ok", workers=1, shuffle_seed=None)
+    assert read_level(str(tmp_path / "o"), "ok", 3)[1] == y.tolist()
+
+
+def test_labels_of_one_split_only_are_an_error(tmp_path):
+    imgs = smooth_images(6, 8, 1)[..., 0]
+    np.savez(tmp_path / "a.npz", images=imgs, labels=np.arange(6), x_test=imgs[:2])
+    with pytest.raises(SourceError, match=r"a\.npz: has labels but no y_test: both splits "
+                                          r"need labels \(or pass --nolabels\)"):
+        convert(source="npz", input=str(tmp_path / "a.npz"), output_dir=str(tmp_path / "o"))
+    ms = convert(source="npz", input=str(tmp_path / "a.npz"), output_dir=str(tmp_path / "o"),
+                 labels=False, workers=1)
+    assert [(m["count"], m["labels"]) for m in ms] == [(2, False), (6, False)]
+    d = tmp_path / "idx"
+    d.mkdir()
+    _idx(d / "train-images-idx3-ubyte", np.zeros((3, 28, 28)), False)
+    _idx(d / "train-labels-idx1-ubyte", np.arange(3), False)
+    _idx(d / "t10k-images-idx3-ubyte", np.zeros((2, 28, 28)), False)
+    with pytest.raises(SourceError, match=r"train-labels-idx1-ubyte but no "
+                                          r"t10k-labels-idx1-ubyte\[\.gz\]"):
+        convert(source="mnist", input=str(d), output_dir=str(tmp_path / "o"), name="m")
+
+
+def test_overwrite_without_test_split_removes_the_old_test_set(tmp_path):
+    kw = dict(source="mnist5k", output_dir=str(tmp_path), name="o", workers=1)
+    convert(**kw, max_images=20, test_count=5)
+    assert fmt.describe(str(tmp_path / "o_test")).count == 5
+    with pytest.raises(ConvertError, match=r"o-r02\.tfrecords\.000 already exists"):
+        convert(**kw, max_images=20)
+    ms = convert(**kw, max_images=20, overwrite=True)
+    assert [m["name"] for m in ms] == ["o"] and ms[0]["companions"] == []
+    assert [name for _, name in fmt.find_datasets(str(tmp_path))] == ["o"]
+    # a NAME_test beside a new NAME would pass for its held-out set
+    convert(source="mnist5k", output_dir=str(tmp_path / "b"), name="p_test", max_images=4,
+            workers=1)
+    with pytest.raises(ConvertError, match=r"p_test-r02.*already exists.*--overwrite to "
+                                           r"remove it \(this conversion writes no test set\)"):
+        convert(source="mnist5k", output_dir=str(tmp_path / "b"), name="p", max_images=4)
+
+
+def test_split_flag_mistakes_name_the_flag(tmp_path):
+    with pytest.raises(ConvertError, match=r"--test_fraction 0.01 of 20 images is 0 images"):
+        convert(source="mnist5k", output_dir=str(tmp_path), max_images=20, test_fraction=0.01)
+    with pytest.raises(ConvertError, match=r"leaves no training images \(--max_images keeps "
+                                           r"5\)"):
+        convert(source="mnist5k", output_dir=str(tmp_path), max_images=5, test_count=5)
+    with pytest.raises(SourceError, match="takes no --input"):
+        convert(source="mnist5k", input=str(tmp_path), output_dir=str(tmp_path))
+    np.savez(tmp_path / "s.npz", images=smooth_images(2, 12, 3))
+    with pytest.raises(ConvertError, match=r"the images are 12 px, not a power of two >= 4; "
+                                           r"pass --resolution"):
+        convert(source="npz", input=str(tmp_path / "s.npz"), output_dir=str(tmp_path))
+    (tmp_path / "file").write_bytes(b"")
+    with pytest.raises(ConvertError, match=r"--output_dir .*file: cannot create the folder"):
+        convert(source="mnist5k", output_dir=str(tmp_path / "file"), max_images=4)
+
+
+def test_linked_folders_are_walked_once(tmp_path):
+    root = tmp_path / "in"
+    write_png_tree(str(root), smooth_images(3, 8, 3), classes=["a", "a", "b"])
+    os.symlink("..", root / "a" / "up")  # a loop
+    os.symlink("b", root / "c")  # the same folder twice
+    (root / "notes.txt").write_text("not an image")
+    paths = sources._walk_images(str(root))
+    assert len(paths) == 3 and len({os.path.realpath(p) for p in paths}) == 3
+    ms = convert(source="images", input=str(root), output_dir=str(tmp_path / "o"),
+                 resolution=8, workers=1)
+    assert ms[-1]["count"] == 3
+
+
+def test_num_classes_is_shared_by_train_and_test(tmp_path):
+    imgs = smooth_images(6, 8, 1)[..., 0]
+    np.savez(tmp_path / "a.npz", images=imgs, labels=[0, 1, 2, 3, 4, 9], x_test=imgs[:2],
+             y_test=[0, 1])
+    ms = convert(source="npz", input=str(tmp_path / "a.npz"), output_dir=str(tmp_path / "o"),
+                 workers=1)
+    assert [m["num_classes"] for m in ms] == [10, 10]

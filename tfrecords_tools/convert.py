@@ -15,6 +15,7 @@ Errors are one line on stderr ("error: ...") with exit status 1.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 
 from absl import app, flags, logging
@@ -96,9 +97,14 @@ def main(argv):
             print(f"  skipped {msg}")
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt  # SIGTERM cleans up as Ctrl-C does
+
+
 def run():
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.set_verbosity(logging.INFO)
+    signal.signal(signal.SIGTERM, _terminated)
     app.run(main)
 
 

@@ -510,9 +510,9 @@ class DatasetInfo:
         level = level_of_lod(lod)
         if level not in self.files:
             raise DatasetError(
-                f"{self.prefix}: lod {lod} ({2 ** level}x{2 ** level}, level r{level:02d}) is "
-                f"not in the dataset: it has levels r{self.levels[0]:02d}..r{self.levels[-1]:02d}"
-                f" (lod 0..{self.max_lod})")
+                f"{self.prefix}: lod {lod} is not in the dataset: it has lod 0..{self.max_lod} "
+                f"(4x4 to {self.resolution}x{self.resolution}, levels "
+                f"r{self.levels[0]:02d}..r{self.levels[-1]:02d})")
         return level
 
     def shape_at(self, level: int) -> tuple[int, int, int]:
@@ -618,6 +618,37 @@ def _first_record(files):
     return None, None
 
 
+def count_mismatch(prefix: str, files: dict, records: dict) -> str | None:
+    """None when every level holds as many records, else a one-line message. It names the odd
+    file when the levels have the same parts and exactly one file differs from the strict
+    majority count of its part across levels (StyleGAN layout: one part per level); otherwise
+    it names the dataset `prefix` and the count of each level."""
+    counts = {r: sum(records[r]) for r in sorted(records)}
+    if len(set(counts.values())) <= 1:
+        return None
+    detail = ", ".join(f"r{r:02d}={c}" for r, c in counts.items())
+    parts = {r: [(parse_filename(f) or (None, None, i))[2] for i, f in enumerate(files[r])]
+             for r in counts}
+    odd = []
+    if len({tuple(p) for p in parts.values()}) == 1:
+        for i, part in enumerate(next(iter(parts.values()))):
+            tally: dict = {}
+            for r in counts:
+                tally[records[r][i]] = tally.get(records[r][i], 0) + 1
+            common = max(tally, key=tally.get)
+            if 2 * tally[common] <= len(counts):
+                odd = []
+                break
+            odd += [(r, i, part, common) for r in counts if records[r][i] != common]
+    if len(odd) != 1:
+        return f"{prefix}: levels hold different record counts ({detail})"
+    r, i, part, common = odd[0]
+    where = ("the other levels hold" if len(files[r]) == 1 or part is None
+             else f"part {part:03d} of the other levels holds")
+    return (f"{files[r][i]}: {records[r][i]} records, where {where} {common} (levels hold "
+            f"different record counts: {detail})")
+
+
 def describe(path: str, *, verify_levels: bool = True, check_sizes: bool = True) -> DatasetInfo:
     """DatasetInfo of the single dataset that `path` designates (see find_datasets).
 
@@ -689,11 +720,10 @@ def describe(path: str, *, verify_levels: bool = True, check_sizes: bool = True)
     if missing:
         raise DatasetError(f"{prefix}: level(s) {', '.join('r%02d' % r for r in missing)} "
                            f"missing (levels must run from r02 to r{top:02d})")
-    counts = {r: sum(records[r]) for r in levels}
-    if len(set(counts.values())) != 1:
-        detail = ", ".join(f"r{r:02d}={c}" for r, c in counts.items())
-        raise DatasetError(f"{prefix}: levels hold different record counts ({detail})")
-    count = counts[top]
+    problem = count_mismatch(prefix, files, records)
+    if problem:
+        raise DatasetError(problem)
+    count = sum(records[top])
 
     if manifest is None or verify_levels:
         for r in reversed(levels):

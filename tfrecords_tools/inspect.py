@@ -188,10 +188,9 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
 
     counts = {r: lv.count for r, lv in levels.items()}
     if None not in counts.values():
-        same = len(set(counts.values())) == 1
-        check(same, f"every level holds {counts[top]} records" if same else
-              f"{prefix}: levels hold different record counts (" +
-              ", ".join(f"r{r:02d}={c}" for r, c in counts.items()) + ")")
+        mismatch = fmt.count_mismatch(prefix, {r: lv.files for r, lv in levels.items()},
+                                      {r: lv.records for r, lv in levels.items()})
+        check(not mismatch, mismatch or f"every level holds {counts[top]} records")
     channels = levels[top].channels
     has_labels = levels[top].has_labels
 

