@@ -225,7 +225,8 @@ def _walk_images(root: str) -> list[str]:
     for d, dirs, fns in os.walk(root, followlinks=True):
         st = os.stat(d)
         if (st.st_dev, st.st_ino) in seen:
-            logging.warning("skipping %s: the same folder as one already walked (a symbolic link)", d)
+            logging.warning("skipping %s: the same folder as one already walked (a symbolic "
+                            "link)", d)
             dirs[:] = []
             continue
         seen.add((st.st_dev, st.st_ino))
@@ -370,7 +371,6 @@ class CelebASource(Source):
         if unlisted:
             logging.warning("%d image(s) are not in the partition file and go to the training "
                             "set, e.g. %s", len(unlisted), unlisted[0])
-        self.unlisted = len(unlisted)
         # release: train = partitions 0 and 1 (162,770 + 19,867 = 182,637), test = 2
         self.train = [Entry(k, None, n) for k, b, n in entries if split.get(b, 0) in (0, 1)]
         self.test = [Entry(k, None, n) for k, b, n in entries if split.get(b, 0) == 2]
@@ -435,12 +435,10 @@ def _class_indices(y, where: str) -> np.ndarray:
     if y.dtype == bool or not (np.issubdtype(y.dtype, np.integer)
                                or np.issubdtype(y.dtype, np.floating)):
         raise SourceError(f"{where} must hold whole numbers >= 0, not {y.dtype}")
+    bad = y < 0
     if np.issubdtype(y.dtype, np.floating):
-        bad = np.flatnonzero(~np.isfinite(y) | (y != np.round(y)))
-        if bad.size:
-            raise SourceError(f"{where} must hold whole numbers >= 0; label {bad[0]} is "
-                              f"{y[bad[0]]}")
-    bad = np.flatnonzero(y < 0)
+        bad |= ~np.isfinite(y) | (y != np.round(y))
+    bad = np.flatnonzero(bad)
     if bad.size:
         raise SourceError(f"{where} must hold whole numbers >= 0; label {bad[0]} is "
                           f"{y[bad[0]]}")

@@ -85,7 +85,7 @@ def _init_worker(spec: ImageSpec, parent: int) -> None:
     global _SPEC
     _SPEC = spec
     # Ctrl-C reaches the whole process group: the main process stops the pool. The worker
-    # started with SIGINT blocked (_no_interrupts), so one pressed while it started is dropped.
+    # started with SIGINT blocked (_sigint_blocked), so one pressed while it started is dropped.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     os.environ.setdefault("OMP_NUM_THREADS", "1")
