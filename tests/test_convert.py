@@ -21,6 +21,7 @@ def test_quickstart_mnist5k_with_test_split(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     assert "wrote mnist5k_test: 100 images" in p.stdout
     assert "wrote mnist5k: 500 images, levels r02..r05 (4x4..32x32)" in p.stdout
+    assert "\nconversion: 600 images in " in p.stdout and "2 worker(s)" in p.stdout
     m = json.loads((out / "mnist5k.manifest.json").read_text())
     assert m["conversion"]["workers"] == 2 and m["labels"] and m["split"] == "train"
     assert m["companions"] == ["mnist5k_test"]

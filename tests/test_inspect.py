@@ -1,6 +1,7 @@
 """tfrecords_tools.inspect: our datasets, StyleGAN and release fixtures, and broken ones."""
 import json
 import os
+import re
 import shutil
 
 import numpy as np
@@ -162,3 +163,27 @@ def test_cli(tmp_path):
     p = run_cli("tfrecords_tools.inspect", d)
     assert p.returncode == 1 and "FAIL" in p.stdout
     assert error_line(p).startswith("error: ")
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"channels": 3}, r"record 0: shape \[1, 32, 32\] where this level needs \[3, 32, 32\]|"
+                      r"channels 3 but the records hold 1"),
+    ({"labels": False}, r"labels False but the records have a 'label'|"
+                        r"record 0 has a 'label' but .* says labels False"),
+    ({"count": 61}, r"count 61 but the files hold 60 records per level"),
+    ({"resolution": 64}, r"resolution 64 but the top level is 32 px"),
+    ({"levels": [2, 3, 4, 5, 6]}, r"levels r02, r03, r04, r05, r06 but the files hold r02, "
+                                  r"r03, r04, r05|manifest lists no files for level r06"),
+])
+def test_manifest_that_contradicts_the_records(tmp_path, capsys, edit, message):
+    convert(source="mnist5k", output_dir=str(tmp_path), name="m", max_images=60, workers=1)
+    mpath = fmt.manifest_path(str(tmp_path), "m")
+    m = json.loads(open(mpath).read())
+    m.update(edit)
+    with open(mpath, "w") as f:
+        json.dump(m, f)
+    rc, out, err = run_main(capsys, tmp_path, "--quick")
+    assert rc == 1 and "FAIL" in out and "result: OK" not in out, out
+    assert re.search(message, out + err), out + err
+    with pytest.raises(fmt.DatasetError, match=message):
+        fmt.describe(str(tmp_path))

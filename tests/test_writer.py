@@ -280,6 +280,11 @@ def test_mnist_idx_folder_and_npz(tmp_path):
     ms = convert(source="mnist", input=str(tmp_path / "mnist.npz"), name="n",
                  output_dir=str(tmp_path / "o"), workers=1, test_count=3)
     assert [m["count"] for m in ms] == [3, 13]  # explicit split pools train + t10k
+    (tmp_path / "keras").mkdir()
+    os.replace(tmp_path / "mnist.npz", tmp_path / "keras" / "mnist.npz")
+    ms = convert(source="mnist", input=str(tmp_path / "keras"), name="k",
+                 output_dir=str(tmp_path / "o"), workers=1)
+    assert [m["count"] for m in ms] == [4, 12]  # a folder holding mnist.npz
     (d / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(
         b"\0\0\x08\x03" + struct.pack(">III", 5, 28, 28) + b"\0" * 10))
     with pytest.raises(SourceError, match="train-images-idx3-ubyte.gz: IDX data"):

@@ -54,14 +54,18 @@ flags.DEFINE_integer("workers", None, "Decoding processes; default: the number o
 
 def summary_line(m: dict, output_dir: str) -> str:
     lo, hi = m["levels"][0], m["levels"][-1]
-    s = m["conversion"]
-    text = (f"wrote {m['name']}: {m['count']} images, levels r{lo:02d}..r{hi:02d} "
+    return (f"wrote {m['name']}: {m['count']} images, levels r{lo:02d}..r{hi:02d} "
             f"({2 ** lo}x{2 ** lo}..{2 ** hi}x{2 ** hi}), {m['parts']} part(s) per level, "
             f"{m['channels']} channel(s), labels {'yes' if m['labels'] else 'no'}, "
             f"{m['skipped']['count']} skipped -> {os.path.join(output_dir, m['name'])}-rXX")
-    return text + (f"  [{s['seconds']} s, {s['images_per_second']} img/s, {s['workers']} "
-                   f"worker(s), peak RSS main {s['peak_rss_mib']['main']} MiB, worker "
-                   f"{s['peak_rss_mib']['largest_worker']} MiB]")
+
+
+def conversion_line(manifests: list[dict]) -> str:
+    """The whole conversion's figures (the sets are written together)."""
+    s = manifests[-1]["conversion"]
+    return (f"conversion: {sum(m['count'] for m in manifests)} images in {s['seconds']} s, "
+            f"{s['images_per_second']} img/s, {s['workers']} worker(s), peak RSS main "
+            f"{s['peak_rss_mib']['main']} MiB, worker {s['peak_rss_mib']['largest_worker']} MiB")
 
 
 def main(argv):
@@ -95,6 +99,7 @@ def main(argv):
         print(summary_line(m, FLAGS.output_dir))
         for msg in m["skipped"]["images"][:20]:
             print(f"  skipped {msg}")
+    print(conversion_line(manifests))
 
 
 def _terminated(signum, frame):

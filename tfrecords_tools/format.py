@@ -649,6 +649,26 @@ def count_mismatch(prefix: str, files: dict, records: dict) -> str | None:
             f"different record counts: {detail})")
 
 
+def manifest_mismatch(manifest: dict, levels: list[int], count: int | None,
+                      channels: int | None = None, has_labels: bool | None = None) -> str | None:
+    """None when the manifest's levels, resolution, count (and channels / labels, where
+    given: what the records hold) agree with the files, else what differs, in one line."""
+    said = [int(r) for r in manifest.get("levels", [])]
+    if said != sorted(levels):
+        return (f"levels {', '.join('r%02d' % r for r in said)} but the files hold "
+                f"{', '.join('r%02d' % r for r in sorted(levels))}")
+    if "resolution" in manifest and int(manifest["resolution"]) != 2 ** max(levels):
+        return f"resolution {manifest['resolution']} but the top level is {2 ** max(levels)} px"
+    if count is not None and "count" in manifest and int(manifest["count"]) != count:
+        return f"count {manifest['count']} but the files hold {count} records per level"
+    if channels is not None and int(manifest.get("channels", channels)) != channels:
+        return f"channels {manifest['channels']} but the records hold {channels}"
+    if has_labels is not None and bool(manifest.get("labels", has_labels)) != has_labels:
+        return (f"labels {bool(manifest['labels'])} but the records have "
+                f"{'a' if has_labels else 'no'} 'label'")
+    return None
+
+
 def describe(path: str, *, verify_levels: bool = True, check_sizes: bool = True) -> DatasetInfo:
     """DatasetInfo of the single dataset that `path` designates (see find_datasets).
 
@@ -684,6 +704,8 @@ def describe(path: str, *, verify_levels: bool = True, check_sizes: bool = True)
                 if check_sizes and "bytes" in e and size != int(e["bytes"]):
                     raise DatasetError(f"{fp}: {size} bytes but the manifest records "
                                        f"{e['bytes']} (truncated or replaced?)")
+                if not os.access(fp, os.R_OK):
+                    raise DatasetError(f"{fp}: cannot be read (permission denied)")
                 files[r].append(fp)
                 records[r].append(int(e["records"]))
         channels = int(manifest["channels"])
@@ -724,6 +746,10 @@ def describe(path: str, *, verify_levels: bool = True, check_sizes: bool = True)
     if problem:
         raise DatasetError(problem)
     count = sum(records[top])
+    if manifest is not None:
+        problem = manifest_mismatch(manifest, levels, count)
+        if problem:
+            raise DatasetError(f"{mpath}: {problem}")
 
     if manifest is None or verify_levels:
         for r in reversed(levels):
@@ -746,6 +772,9 @@ def describe(path: str, *, verify_levels: bool = True, check_sizes: bool = True)
             problem = check_fields(fields, (channels, 2 ** r, 2 ** r))
             if problem:
                 raise DatasetError(f"{fp}: record 0: {problem} (level r{r:02d})")
+            if manifest is not None and has_labels != (KEY_LABEL in fields):
+                raise DatasetError(f"{fp}: record 0 has {'a' if KEY_LABEL in fields else 'no'} "
+                                   f"'label' but {mpath} says labels {has_labels}")
     if channels is None:
         raise DatasetError(f"{prefix}: the dataset holds no records")
     return DatasetInfo(

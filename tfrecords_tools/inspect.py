@@ -184,6 +184,13 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
                     bad.append(f"{f}: {os.path.getsize(f)} bytes, manifest says {e['bytes']}")
             for fn in set(want) - {os.path.basename(f) for f in lv.files}:
                 bad.append(f"{os.path.join(directory, fn)}: listed in the manifest, missing")
+        counts = {lv.count for lv in levels.values()}
+        top_lv = levels[max(levels)]
+        meta = fmt.manifest_mismatch(manifest, list(levels),
+                                     counts.pop() if len(counts) == 1 else None,
+                                     top_lv.channels, top_lv.has_labels)
+        if meta:
+            bad.append(f"{mpath}: {meta}")
         check(not bad, "manifest matches the files" if not bad else bad[0])
 
     counts = {r: lv.count for r, lv in levels.items()}
@@ -281,8 +288,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m tfrecords_tools.inspect",
         description="Describe and check multi-LOD TFRecord datasets (see docs/data.md).")
-    parser.add_argument("path", help="dataset folder, FOLDER/NAME prefix, a dataset file or "
-                                     "a glob pattern (quote it)")
+    parser.add_argument("path", help="dataset folder, FOLDER/NAME prefix, a dataset file, "
+                                     "its manifest or a glob pattern (quote it)")
     parser.add_argument("--samples", type=int, default=8,
                         help="records per level pair for the box-filter check (0: skip)")
     parser.add_argument("--quick", action="store_true",

@@ -468,8 +468,9 @@ def _read_idx(path: str) -> np.ndarray:
 
 
 class MNISTSource(_ArraySource):
-    """A folder with the four IDX files (gzipped or not) or an .npz (x_train, y_train,
-    x_test, y_test); padded 28 -> 32; the t10k files are the source's test split."""
+    """A folder with the four IDX files (gzipped or not), or an .npz (x_train, y_train,
+    x_test, y_test) or a folder holding mnist.npz; padded 28 -> 32; the t10k files are the
+    source's test split."""
     kind = "mnist"
     pad = 2
 
@@ -477,6 +478,10 @@ class MNISTSource(_ArraySource):
         super().__init__(input_path)
         _need_input(input_path, self.kind)
         self.name_prefix = os.path.basename(os.path.normpath(input_path))
+        npz = os.path.join(input_path, "mnist.npz")
+        if os.path.isdir(input_path) and os.path.isfile(npz) and not any(
+                f.lower().startswith("train-images") for f in os.listdir(input_path)):
+            input_path = npz  # a folder holding Keras' mnist.npz
         if os.path.isdir(input_path):
             def find(stem):
                 for fn in sorted(os.listdir(input_path)):
@@ -487,7 +492,8 @@ class MNISTSource(_ArraySource):
             files = {k: find(k) for k in ("train-images", "train-labels", "t10k-images",
                                           "t10k-labels")}
             if files["train-images"] is None:
-                raise SourceError(f"--input {input_path}: no train-images-idx3-ubyte[.gz]")
+                raise SourceError(f"--input {input_path}: no train-images-idx3-ubyte[.gz] "
+                                  f"(or mnist.npz)")
             xtr = _read_idx(files["train-images"])
             ytr = _read_idx(files["train-labels"]) if files["train-labels"] else None
             xte = _read_idx(files["t10k-images"]) if files["t10k-images"] else None

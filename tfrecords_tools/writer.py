@@ -534,7 +534,7 @@ def _manifest(sink, source, split, resolution, channels, shuffle_seed, max_image
         "files": files,
         "source": dict(source.describe(), shuffle_seed=shuffle_seed, max_images=max_images,
                        planned=sink.planned, crop=source.crop, pad=source.pad,
-                       resize="PIL LANCZOS"),
+                       resize="PIL LANCZOS where the crop is not --resolution already"),
         "skipped": {"count": len(sink.skipped), "images": sink.skipped[:100]},
         "box_filter": BOX_FILTER,
         "tool": "tfrecords_tools",
