@@ -184,10 +184,10 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
                     bad.append(f"{f}: {os.path.getsize(f)} bytes, manifest says {e['bytes']}")
             for fn in set(want) - {os.path.basename(f) for f in lv.files}:
                 bad.append(f"{os.path.join(directory, fn)}: listed in the manifest, missing")
-        counts = {lv.count for lv in levels.values()}
+        same = {lv.count for lv in levels.values()}
         top_lv = levels[max(levels)]
         meta = fmt.manifest_mismatch(manifest, list(levels),
-                                     counts.pop() if len(counts) == 1 else None,
+                                     same.pop() if len(same) == 1 else None,
                                      top_lv.channels, top_lv.has_labels)
         if meta:
             bad.append(f"{mpath}: {meta}")
