@@ -187,3 +187,21 @@ def test_manifest_that_contradicts_the_records(tmp_path, capsys, edit, message):
     assert re.search(message, out + err), out + err
     with pytest.raises(fmt.DatasetError, match=message):
         fmt.describe(str(tmp_path))
+
+
+def test_manifest_listing_another_file_and_a_missing_part(tmp_path, capsys):
+    convert(source="mnist5k", output_dir=str(tmp_path), name="m", max_images=40, workers=1)
+    mpath = fmt.manifest_path(str(tmp_path), "m")
+    m = json.loads(open(mpath).read())
+    m["files"]["3"][1]["file"] = "m-r03.tfrecords.009"
+    with open(mpath, "w") as f:
+        json.dump(m, f)
+    rc, out, _ = run_main(capsys, tmp_path, "--quick")
+    assert rc == 1
+    assert "m-r03.tfrecords.001: not listed in" in out
+    assert "m-r03.tfrecords.009: listed in the manifest, missing" in out
+    os.remove(tmp_path / "m.manifest.json")
+    os.remove(tmp_path / "m-r04.tfrecords.001")
+    rc, out, _ = run_main(capsys, tmp_path, "--quick")
+    assert rc == 1 and "level r04 misses part(s) 001" in out
+    assert "box filter" not in out  # records of r04 no longer line up with r05's

@@ -124,6 +124,7 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
         except fmt.DatasetError as e:
             check(False, str(e))
     levels = {}
+    gaps = False  # a level misses parts: its records do not line up with the other levels'
     for r in sorted(listed):
         parts = listed[r]
         if None in parts and len(parts) > 1:
@@ -137,6 +138,7 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
                 missing = sorted(set(range(max(idx) + 1)) - set(idx))
                 check(False, f"{prefix}: level r{r:02d} misses part(s) "
                              f"{', '.join('%03d' % m for m in missing)}")
+                gaps = True
             files = [parts[i] for i in idx]
         levels[r] = _Level(r, files)
     if not levels:
@@ -191,7 +193,10 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
                                      top_lv.channels, top_lv.has_labels)
         if meta:
             bad.append(f"{mpath}: {meta}")
-        check(not bad, "manifest matches the files" if not bad else bad[0])
+        for problem in bad:
+            check(False, problem)
+        if not bad:
+            check(True, "manifest matches the files")
 
     counts = {r: lv.count for r, lv in levels.items()}
     if None not in counts.values():
@@ -214,7 +219,7 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
                         f"[{channels}, 2**r, 2**r] and data lengths valid")
 
     count = min((c for c in counts.values() if c is not None), default=0)
-    if samples > 0 and count > 0 and len(levels) > 1 and not missing \
+    if samples > 0 and count > 0 and len(levels) > 1 and not missing and not gaps \
             and None not in counts.values():
         rng = np.random.default_rng(seed)
         picks = sorted(set(np.linspace(0, count - 1, min(samples, count)).astype(int).tolist())
