@@ -772,9 +772,11 @@ def describe(path: str, *, verify_levels: bool = True, check_sizes: bool = True)
             problem = check_fields(fields, (channels, 2 ** r, 2 ** r))
             if problem:
                 raise DatasetError(f"{fp}: record 0: {problem} (level r{r:02d})")
-            if manifest is not None and has_labels != (KEY_LABEL in fields):
-                raise DatasetError(f"{fp}: record 0 has {'a' if KEY_LABEL in fields else 'no'} "
-                                   f"'label' but {mpath} says labels {has_labels}")
+            if manifest is not None:
+                problem = manifest_mismatch(manifest, levels, count,
+                                            has_labels=KEY_LABEL in fields)
+                if problem:
+                    raise DatasetError(f"{mpath}: {problem} ({fp}: record 0)")
     if channels is None:
         raise DatasetError(f"{prefix}: the dataset holds no records")
     return DatasetInfo(

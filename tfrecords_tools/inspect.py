@@ -171,6 +171,7 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
     check(not missing, f"levels r02..r{top:02d} present" if not missing else
           f"{prefix}: level(s) {', '.join('r%02d' % r for r in missing)} missing")
 
+    counts = {r: lv.count for r, lv in levels.items()}
     if manifest is not None:
         bad = []
         for r, lv in levels.items():
@@ -186,11 +187,10 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
                     bad.append(f"{f}: {os.path.getsize(f)} bytes, manifest says {e['bytes']}")
             for fn in set(want) - {os.path.basename(f) for f in lv.files}:
                 bad.append(f"{os.path.join(directory, fn)}: listed in the manifest, missing")
-        same = {lv.count for lv in levels.values()}
-        top_lv = levels[max(levels)]
+        same = set(counts.values())
         meta = fmt.manifest_mismatch(manifest, list(levels),
                                      same.pop() if len(same) == 1 else None,
-                                     top_lv.channels, top_lv.has_labels)
+                                     levels[top].channels, levels[top].has_labels)
         if meta:
             bad.append(f"{mpath}: {meta}")
         for problem in bad:
@@ -198,7 +198,6 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
         if not bad:
             check(True, "manifest matches the files")
 
-    counts = {r: lv.count for r, lv in levels.items()}
     if None not in counts.values():
         mismatch = fmt.count_mismatch(prefix, {r: lv.files for r, lv in levels.items()},
                                       {r: lv.records for r, lv in levels.items()})
