@@ -15,13 +15,17 @@ iterating, a record whose shape, data length or label is wrong, or that is not a
 tf.train.Example at all, raises tf.errors.InvalidArgumentError whose message names the file
 and the record index. A record whose CRC does not match raises TensorFlow's DataLossError,
 which does not name the file: iterate through `checked(...)` (or call `diagnose(...)` in your
-handler) to turn it into a DatasetError naming the file and record. Nothing here aborts the
-process.
+handler) to turn it into a DatasetError naming the file and record. Every record is read with
+its CRCs checked at least once per iterator: a streamed level rereads its files after the
+first pass as fixed-length frames, checking their framing and fixed bytes but not the data
+CRCs again (see make_dataset). Nothing here aborts the process.
 """
 from __future__ import annotations
 
 import functools
+import math
 import os
+import struct
 
 import numpy as np
 import tensorflow as tf
@@ -37,6 +41,8 @@ IN_MEMORY_BYTES = 256 << 20  # default memory_bytes: a share with at most this m
 # pixels is held in memory; a larger one streams in windows of half as many bytes of records
 _LOAD_CHUNK_BYTES = 8 << 20  # decoded at a time when loading a share into memory
 _GATHER_BYTES = 1 << 20  # records gathered at a time for the batches of a streamed window
+# (and at most as many bytes of frames per read after a streamed share's first pass)
+_FRAME_BYTES = 16  # TFRecord framing around a record: length, its CRC, (record), record's CRC
 # pixels per call from which the reader's conversion is compiled: a compiled call costs about
 # 60 us more; it saves most on the passes that move pixels around (CHW -> HWC, flips)
 _XLA_PIXELS = 1 << 14
@@ -144,11 +150,55 @@ def _template(files, n_pix, labels):
             return None
         start, end = layout["data"]
         label_pos = layout["label"]
-        keep = [i for i in range(layout["length"]) if not start <= i < end and i != label_pos]
-        arr = np.frombuffer(rec, np.uint8)
-        return (layout["length"], start, label_pos, tf.constant(keep, tf.int32),
-                tf.constant(arr[keep], tf.uint8))
+        keep = np.array([i for i in range(layout["length"])
+                         if not start <= i < end and i != label_pos], np.int32)
+        return layout["length"], start, label_pos, keep, np.frombuffer(rec, np.uint8)[keep]
     return None
+
+
+def _frame_fixed(template) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, values) of the bytes every frame (12-byte header, record, 4-byte CRC) of
+    this template's records has: the header, which only encodes the length, and the
+    record's fixed bytes."""
+    length, _, _, keep, keep_val = template
+    head = struct.pack("<Q", length)
+    head += struct.pack("<I", fmt.masked_crc32c(head))
+    return (np.concatenate([np.arange(12), keep + 12]).astype(np.int32),
+            np.concatenate([np.frombuffer(head, np.uint8), keep_val]))
+
+
+def _frame_plan(slices, stored: dict[str, int], template, batch_size: int,
+                window: int) -> tuple[int, int, int] | None:
+    """How passes after the first read a streamed share as fixed-length frames: (records per
+    read, reads per window, records per window), or None where that cannot be done safely:
+    no template, a file that is not `stored` frames of the template's length, or one whose
+    first record does not fit the template. A read never spans two slices (it divides every
+    slice) and a window is whole batches of whole reads, so nothing is dropped."""
+    if template is None:
+        return None
+    frame = template[0] + _FRAME_BYTES
+    where, expect = _frame_fixed(template)
+    for f in dict.fromkeys(f for f, _, _ in slices):
+        try:
+            if os.path.getsize(f) != stored[f] * frame:
+                return None
+            with open(f, "rb") as fh:
+                first = np.frombuffer(fh.read(frame), np.uint8)
+        except OSError:
+            return None
+        if stored[f] and not np.array_equal(first[where], expect):
+            return None
+    common = 0
+    for _, _, take in slices:
+        common = math.gcd(common, take)
+    per_read = 1
+    for g in range(min(max(1, _GATHER_BYTES // frame), max(1, common)), 0, -1):
+        if common % g == 0 and math.lcm(g, batch_size) <= window:
+            per_read = g
+            break
+    step = math.lcm(per_read, batch_size)
+    records = window // step * step
+    return per_read, records // per_read, records
 
 
 def holds_in_memory(records: int, pixels_per_record: int, batch_size: int,
@@ -278,8 +328,13 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     batches (an epoch's remainder is dropped). Otherwise the share streams: its files (or
     slices of files) are read one after the other, in a new random order every epoch, and
     cut into windows of window_records(...) records, at most memory_bytes / 2 of them; each
-    window is a random permutation cut into whole batches. Windows run on across epochs, so
-    nothing is dropped (without repeat, the last window's remainder is)."""
+    window is a random permutation cut into whole batches. With repeat, the first pass is
+    read as TFRecords (every CRC checked; its last window's remainder under a batch is left
+    out) and, where every record of the share's files has the same length and byte layout
+    (ours, StyleGAN's and the release's datasets do), later passes as fixed-length frames,
+    several records per read and no per-record work (see _frame_plan): their windows run on
+    across epochs, so nothing more is left out. Without repeat, the last window's remainder
+    is left out."""
     if not _is_int(lod):
         raise DatasetError(f"lod {lod!r} must be an int (0 is 4x4)")
     if seed is not None and not _is_int(seed):
@@ -327,7 +382,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
     # the stateless draws (in-memory permutations, flips) need a seed even when unseeded
     stateless = seeds if seed is not None else [
         int(v) for v in np.random.default_rng().integers(2 ** 31, size=3)]
-    to_rows, start, checked = _pixel_parser(files, (c, h, w), labels)
+    to_rows, start, checked, template = _pixel_parser(files, (c, h, w), labels)
 
     names, skips, takes = zip(*slices)  # not empty: records_here >= 1
     ds = tf.data.Dataset.from_tensor_slices((tf.constant(names, tf.string),
@@ -384,10 +439,16 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         ds = _permuted_batches(ds, arrange, finish, batch_size, repeat, stateless[1],
                                records_here, record_bytes, mirror)
     elif shuffle:
-        if repeat:
-            ds = ds.repeat()
-        ds = _window_batches(ds, to_rows, checked, start, finish, flips, batch_size, window,
-                             group, stateless[1], deterministic)
+        plan = _frame_plan(slices, stored, template, batch_size, window) if repeat else None
+        if plan is None:
+            windows = (ds.repeat() if repeat else ds).batch(window)
+            windows, offset = windows.prefetch(1).map(to_rows).map(checked), start
+        else:
+            windows = _pass_then_frames(ds, slices, stored, to_rows, checked, template,
+                                        window, plan, seeds[0])
+            offset = start + 12
+        ds = _window_batches(windows, offset, finish, flips, batch_size, window, group,
+                             stateless[1], deterministic)
     else:
         if repeat:
             ds = ds.repeat()
@@ -444,15 +505,40 @@ def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int
     return share.flat_map(all_epochs)
 
 
-def _window_batches(records: tf.data.Dataset, to_rows, checked, start: int, finish, flips,
-                    batch_size: int, window: int, group: int, seed: int,
+def _pass_then_frames(records: tf.data.Dataset, slices, stored: dict[str, int], to_rows,
+                      checked, template, window: int, plan, seed: int | None) -> tf.data.Dataset:
+    """Decoded windows (rows [n, frame] uint8, labels) of a streamed share that repeats: the
+    first pass as TFRecord records (`records`, one pass: every CRC checked), in windows of
+    `window` records padded to frame rows (the last one short, its remainder under a batch
+    left out); every later pass as fixed-length frames (_frame_plan), read without the
+    per-record work of the TFRecord reader (the data CRCs are not checked again), in windows
+    that run on across passes. A record's pixels are at 12 + template's start either way."""
+    per_read, reads, _ = plan
+    frame = template[0] + _FRAME_BYTES
+    first = records.batch(window).prefetch(1).map(to_rows).map(checked).map(
+        lambda rows, y: (tf.pad(rows, [[0, 0], [12, _FRAME_BYTES - 12]]), y))
+    names, skips, takes = zip(*slices)
+    after = [stored[f] - s - t for f, s, t in slices]
+    later = tf.data.Dataset.from_tensor_slices(
+        (tf.constant(names), *(tf.constant(v, tf.int64) for v in (skips, takes, after))))
+    if len(slices) > 1:
+        later = later.shuffle(len(slices), reshuffle_each_iteration=True,
+                              seed=None if seed is None else seed + 1)
+    later = later.repeat().flat_map(lambda f, s, t, a: tf.data.FixedLengthRecordDataset(
+        f, per_read * frame, header_bytes=s * frame, footer_bytes=a * frame,
+        buffer_size=1 << 20))
+    later = later.batch(reads).prefetch(1).map(_frame_parser(template)).map(checked)
+    return first.concatenate(later)
+
+
+def _window_batches(windows: tf.data.Dataset, start: int, finish, flips, batch_size: int,
+                    window: int, group: int, seed: int,
                     deterministic: bool) -> tf.data.Dataset:
-    """Batches of a streamed share: `window` records at a time are decoded together
-    (to_rows, then checked, a map of its own: see _pixel_parser; pixels at `start` of each
-    row), permuted by a draw from (seed, window index) and cut into whole batches, which
-    finish gathers; `group` batches at a time are one call of finish, and the batches are
-    slices of it. The last window of a stream that ends may be short: its remainder (less
-    than a batch) is left out."""
+    """Batches of a streamed share from its decoded windows (rows, labels; a record's pixels at
+    `start` of its row; at most `window` records each): each window is permuted by a draw
+    from (seed, window index) and cut into whole batches, which finish gathers; `group`
+    batches at a time are one call of finish, and the batches are slices of it. A window's
+    remainder under a batch (the last window of a stream that ends) is left out."""
     per_window = window // batch_size
 
     def batches(w, rows, y):
@@ -484,10 +570,10 @@ def _window_batches(records: tf.data.Dataset, to_rows, checked, start: int, fini
         return per_batch.batch(group).map(some_batches, **order_kw).flat_map(
             lambda *t: tf.data.Dataset.from_tensor_slices(t if len(t) > 1 else t[0]))
 
-    # The next window is read while this one is consumed, and decoded on demand, so not on
-    # the reading thread (both on the reading thread: 0.76 of the bare read rate at 256 px).
-    windows = records.batch(window).prefetch(1).map(to_rows).map(checked).enumerate()
-    return windows.flat_map(lambda w, rows_y: batches(w, *rows_y))
+    # Callers prefetch a window before decoding it: the next window is read while this one
+    # is consumed, and decoded on demand, so not on the reading thread (both on the reading
+    # thread: 0.76 of the bare read rate at 256 px).
+    return windows.enumerate().flat_map(lambda w, rows_y: batches(w, *rows_y))
 
 
 def _pixel_parser(files, shape, labels: bool):
@@ -534,8 +620,9 @@ def _pixel_parser(files, shape, labels: bool):
 
     template = _template(files, n_pix, labels)
     if template is None:
-        return slow, 0, checked
-    length, start, label_pos, keep_idx, keep_val = template
+        return slow, 0, checked, None
+    length, start, label_pos, keep, keep_val = template
+    keep_idx, keep_val = tf.constant(keep), tf.constant(keep_val)
 
     def slow_as_rows(serialized):
         x, y, ok = slow(serialized)
@@ -557,7 +644,26 @@ def _pixel_parser(files, shape, labels: bool):
         return tf.cond(same, lambda: (raw, y, tf.constant(True)),
                        lambda: slow_as_rows(serialized))
 
-    return records_to_rows, start, checked
+    return records_to_rows, start, checked, template
+
+
+def _frame_parser(template):
+    """frames_to_rows for reads of whole frames (see _frame_plan): reads [n] of k frames each
+    -> (rows uint8 [n*k, frame], labels int64, ok): a record's pixels at 12 + the template's
+    start, ok False where a frame's header or fixed bytes differ from the template's."""
+    length, _, label_pos, _, _ = template
+    frame = length + _FRAME_BYTES
+    where, expect = (tf.constant(a) for a in _frame_fixed(template))
+
+    def frames_to_rows(reads):
+        rows = tf.reshape(tf.io.decode_raw(reads, tf.uint8), [-1, frame])
+        ok = tf.reduce_all(tf.equal(tf.gather(rows, where, axis=1), expect))
+        if label_pos is None:
+            return rows, tf.zeros(tf.shape(rows)[:1], tf.int64), ok
+        byte = rows[:, 12 + label_pos]
+        return rows, tf.cast(byte, tf.int64), tf.logical_and(ok, tf.reduce_all(byte < 128))
+
+    return frames_to_rows
 
 
 def diagnose(path, lod: int | None = None, error: BaseException | None = None,

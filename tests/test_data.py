@@ -284,20 +284,25 @@ def test_in_memory_epochs_drop_their_remainder(rgb_dir):
 def test_memory_bytes_decides_memory_or_stream(rgb_dir):
     d, _ = rgb_dir  # 12 records of 8x8x3 = 192 bytes at lod 1: a 2,304-byte share
 
-    def counts(memory_bytes, mirror=False):  # how often each record comes in the first 5 x 12 images
+    def counts(memory_bytes, mirror=False, skip=0):  # how often each record comes in the
+        # first 10 + 60 images (the first 10 only with skip=2)
         it = iter(data.make_dataset(d, 1, 5, labels=True, seed=3, memory_bytes=memory_bytes,
                                     mirror=mirror))
-        return np.bincount(np.concatenate([next(it)[1].numpy() for _ in range(12)]), minlength=12)
+        ys = [next(it)[1].numpy() for _ in range(14 - 6 * skip)]
+        return np.bincount(np.concatenate(ys), minlength=12)
 
     assert data.holds_in_memory(12, 192, 5, memory_bytes=2304)
     assert not data.holds_in_memory(12, 192, 5, memory_bytes=2303)
-    # streamed: batches run on across epochs, so 60 images are exactly 5 passes
-    np.testing.assert_array_equal(counts(2303), np.full(12, 5))
+    # streamed: the first pass in windows of 5 leaves out 2 records; later passes run on
+    # across epochs, so the next 60 images are exactly 5 passes
+    first, later = counts(2303, skip=2), counts(2303)
+    assert first.sum() == 10 and first.max() == 1
+    np.testing.assert_array_equal(later - first, np.full(12, 5))
     # held: each epoch of 10 leaves out 2 records, a different pair each time; with mirror
     # too (flipped after the gather: the share is held once, not next to its mirror images)
     for mirror in (False, True):
         held = counts(2304, mirror)
-        assert held.sum() == 60 and held.max() > 5
+        assert held.sum() == 70 and held.max() > 6
     with pytest.raises(data.DatasetError, match="memory_bytes 0 must be a positive int"):
         data.make_dataset(d, 1, 5, memory_bytes=0)
 
@@ -409,6 +414,107 @@ def test_streamed_slices_come_in_a_new_order_every_epoch(rgb_dir):
     epochs = [tuple(int(next(it)[1][0]) for _ in range(6)) for _ in range(10)]
     orders = {(6, 7, 8, 9, 10, 11), (8, 9, 10, 11, 6, 7)}
     assert set(epochs) == orders
+
+
+def _frames_plan_of(path, lod, batch_size, window, slices=None, stored=None, labels=False):
+    info = data.describe(path)
+    level = lod + 2
+    files = info.files[level]
+    stored = stored or dict(zip(files, info.records[level]))
+    slices = slices or [(f, 0, stored[f]) for f in files]
+    c, h, w = info.shape_at(level)
+    template = data._template(files, c * h * w, labels)
+    return data._frame_plan(slices, stored, template, batch_size, window), template
+
+
+def test_frame_plan(rgb_dir, tmp_path):
+    d, _ = rgb_dir  # 3 parts of 4 records
+    # (records per read, reads per window, records per window): a read divides every slice,
+    # a window is whole batches of whole reads
+    assert _frames_plan_of(d, 1, 2, 8)[0] == (4, 2, 8)
+    assert _frames_plan_of(d, 1, 3, 9)[0] == (2, 3, 6)  # 4 and 3: a window of 12 > 9
+    assert _frames_plan_of(d, 1, 5, 5)[0] == (1, 5, 5)
+    files = data.describe(d).files[3]
+    slices = [(files[0], 1, 3), (files[1], 0, 2)]  # record ranges: reads of 1
+    assert _frames_plan_of(d, 1, 2, 4, slices=slices)[0] == (1, 4, 4)
+    # a file that is not all frames of the first record's length, a first record of another
+    # layout, records that fit no template: read as TFRecords every pass
+    stored = {f: 4 for f in files}
+    stored[files[2]] = 5
+    assert _frames_plan_of(d, 1, 2, 8, stored=stored)[0] is None
+    plan, template = _frames_plan_of(d, 1, 2, 8)
+    length, start, label_pos, keep, keep_val = template
+    other = (length, start, label_pos, keep, keep_val ^ 1)
+    slices = [(f, 0, 4) for f in files]
+    assert data._frame_plan(slices, dict.fromkeys(files, 4), other, 2, 8) is None
+    assert data._frame_plan(slices, dict.fromkeys(files, 4), None, 2, 8) is None
+    imgs = smooth_images(8, 8, 1, seed=6)
+    write_fixture(str(tmp_path), "b", imgs, labels=[3, 300, 5, 2 ** 33, 7, 128, 1, 9], parts=2)
+    assert _frames_plan_of(str(tmp_path), 1, 2, 8)[0] is None
+
+
+def test_frame_parser_checks_every_frame(rgb_dir):
+    d, _ = rgb_dir
+    _, template = _frames_plan_of(d, 1, 2, 8)
+    files = data.describe(d).files[3]
+    with open(files[1], "rb") as fh:
+        reads = fh.read()  # 4 frames: records 4-7
+    frame = len(reads) // 4
+    to_rows = data._frame_parser(template)
+    rows, y, ok = to_rows(tf.constant([reads[:2 * frame], reads[2 * frame:]]))
+    assert bool(ok) and y.numpy().tolist() == [4, 5, 6, 7]
+    start = template[1] + 12
+    want = [img for _, img in _level(d, 1)[4:8]]
+    assert [r[start:start + len(want[0])].tobytes() for r in rows.numpy()] == want
+    for at in (3, 12 + 1, frame + 8):  # length header, a fixed byte of the Example, its CRC
+        bad = bytearray(reads)
+        bad[at] ^= 0x40
+        assert not bool(to_rows(tf.constant([bytes(bad)]))[2])
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_later_passes_read_frames_and_yield_every_record(rgb_dir, raw):
+    d, imgs = rgb_dir  # 12 records, labels = index; windows of 5 (10 records, then 2 left out)
+    level = {lab: img for lab, img in _level(d, 1)}
+    assert _frames_plan_of(d, 1, 5, 5)[0] is not None
+    it = iter(data.make_dataset(d, 1, 5, labels=True, seed=4, raw=raw, mirror=not raw,
+                                in_memory=False, memory_bytes=2303))
+    batches = [next(it) for _ in range(2 + 12 * 3)]  # the first pass, then 15 passes
+    ys = np.concatenate([b[1].numpy() for b in batches])
+    assert len(set(ys[:10])) == 10
+    np.testing.assert_array_equal(np.bincount(ys[10:], minlength=12), np.full(12, 15))
+    for xs, labs in batches:
+        for x, lab in zip(xs.numpy(), labs.numpy()):
+            stored = np.frombuffer(level[int(lab)], np.uint8).reshape(3, 8, 8)
+            if raw:
+                np.testing.assert_array_equal(x, stored)
+            else:
+                img = stored.transpose(1, 2, 0).astype(np.float32) / 127.5 - 1
+                assert np.array_equal(x, img) or np.array_equal(x, img[:, ::-1])
+
+
+@pytest.mark.parametrize("pipelines", [3, 5])
+def test_later_passes_of_record_ranges_and_limits(two_part_dir, rgb_dir, pipelines):
+    full = _level(two_part_dir, 1)  # 12 + 11 records: slices start and end inside parts
+    n = len(full)
+    info = data.describe(two_part_dir)
+    for k in range(pipelines):
+        slices = data.shard_files(info.files[3], info.records[3], pipelines, k)
+        assert _frames_plan_of(two_part_dir, 1, 1, 4, slices=slices)[0] is not None
+        want = sorted(full[k * n // pipelines:(k + 1) * n // pipelines])
+        ctx = tf.distribute.InputContext(pipelines, k, pipelines)
+        it = iter(data.make_dataset(two_part_dir, 1, 1, labels=True, raw=True, seed=k,
+                                    in_memory=False, input_context=ctx))
+        passes = _records(next(it) for _ in range(len(want) * 4))
+        assert [sorted(passes[i * len(want):(i + 1) * len(want)]) for i in range(4)] == \
+            [want] * 4
+    d, _ = rgb_dir  # part 1 cut to its first 2 records: 4 and 5 of 4-7
+    limits = {data.describe(d).files[3][1]: 2}
+    it = iter(data.make_dataset(d, 1, 2, labels=True, seed=0, in_memory=False,
+                                memory_bytes=600, limits=limits))
+    ys = np.concatenate([next(it)[1].numpy() for _ in range(25)])
+    assert set(ys) == {0, 1, 2, 3, 4, 5, 8, 9, 10, 11}
+    np.testing.assert_array_equal(np.bincount(ys[10:], minlength=12)[[0, 4, 5, 11]], [4] * 4)
 
 
 def test_a_share_under_a_batch_is_an_error_when_made(rgb_dir):
