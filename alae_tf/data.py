@@ -439,16 +439,19 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
         ds = _permuted_batches(ds, arrange, finish, batch_size, repeat, stateless[1],
                                records_here, record_bytes, mirror)
     elif shuffle:
+        def batches(windows, offset, first_window=0):
+            return _window_batches(windows, offset, finish, flips, batch_size, window, group,
+                                   stateless[1], deterministic, first_window)
+
         plan = _frame_plan(slices, stored, template, batch_size, window) if repeat else None
         if plan is None:
             windows = (ds.repeat() if repeat else ds).batch(window)
-            windows, offset = windows.prefetch(1).map(to_rows).map(checked), start
+            ds = batches(windows.prefetch(1).map(to_rows).map(checked), start)
         else:
-            windows = _pass_then_frames(ds, slices, stored, to_rows, checked, template,
-                                        window, plan, seeds[0])
-            offset = start + 12
-        ds = _window_batches(windows, offset, finish, flips, batch_size, window, group,
-                             stateless[1], deterministic)
+            first, later = _first_pass_then_frames(ds, slices, stored, to_rows, checked,
+                                                   template, window, plan, seeds[0])
+            ds = batches(first, start).concatenate(
+                batches(later, start + 12, -(-records_here // window)))
     else:
         if repeat:
             ds = ds.repeat()
@@ -505,18 +508,18 @@ def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int
     return share.flat_map(all_epochs)
 
 
-def _pass_then_frames(records: tf.data.Dataset, slices, stored: dict[str, int], to_rows,
-                      checked, template, window: int, plan, seed: int | None) -> tf.data.Dataset:
-    """Decoded windows (rows [n, frame] uint8, labels) of a streamed share that repeats: the
-    first pass as TFRecord records (`records`, one pass: every CRC checked), in windows of
-    `window` records padded to frame rows (the last one short, its remainder under a batch
-    left out); every later pass as fixed-length frames (_frame_plan), read without the
-    per-record work of the TFRecord reader (the data CRCs are not checked again), in windows
-    that run on across passes. A record's pixels are at 12 + template's start either way."""
+def _first_pass_then_frames(records: tf.data.Dataset, slices, stored: dict[str, int], to_rows,
+                            checked, template, window: int, plan,
+                            seed: int | None) -> tuple[tf.data.Dataset, tf.data.Dataset]:
+    """Decoded windows (rows uint8, labels) of a streamed share that repeats: of its first
+    pass, read as TFRecord records (`records`, one pass: every CRC checked), `window` records
+    each (the last one short); and of every later pass, read as fixed-length frames
+    (_frame_plan) without the per-record work of the TFRecord reader (the data CRCs are not
+    checked again), in windows that run on across passes. A record's pixels are at the
+    template's start in the first rows, 12 bytes later in the frames."""
     per_read, reads, _ = plan
     frame = template[0] + _FRAME_BYTES
-    first = records.batch(window).prefetch(1).map(to_rows).map(checked).map(
-        lambda rows, y: (tf.pad(rows, [[0, 0], [12, _FRAME_BYTES - 12]]), y))
+    first = records.batch(window).prefetch(1).map(to_rows).map(checked)
     names, skips, takes = zip(*slices)
     after = [stored[f] - s - t for f, s, t in slices]
     later = tf.data.Dataset.from_tensor_slices(
@@ -528,17 +531,18 @@ def _pass_then_frames(records: tf.data.Dataset, slices, stored: dict[str, int], 
         f, per_read * frame, header_bytes=s * frame, footer_bytes=a * frame,
         buffer_size=1 << 20))
     later = later.batch(reads).prefetch(1).map(_frame_parser(template)).map(checked)
-    return first.concatenate(later)
+    return first, later
 
 
 def _window_batches(windows: tf.data.Dataset, start: int, finish, flips, batch_size: int,
-                    window: int, group: int, seed: int,
-                    deterministic: bool) -> tf.data.Dataset:
+                    window: int, group: int, seed: int, deterministic: bool,
+                    first_window: int = 0) -> tf.data.Dataset:
     """Batches of a streamed share from its decoded windows (rows, labels; a record's pixels at
-    `start` of its row; at most `window` records each): each window is permuted by a draw
-    from (seed, window index) and cut into whole batches, which finish gathers; `group`
-    batches at a time are one call of finish, and the batches are slices of it. A window's
-    remainder under a batch (the last window of a stream that ends) is left out."""
+    `start` of its row; at most `window` records each), numbered from first_window: each
+    window is permuted by a draw from (seed, window number) and cut into whole batches,
+    which finish gathers; `group` batches at a time are one call of finish, and the batches
+    are slices of it. A window's remainder under a batch (the last window of a stream that
+    ends) is left out."""
     per_window = window // batch_size
 
     def batches(w, rows, y):
@@ -573,7 +577,7 @@ def _window_batches(windows: tf.data.Dataset, start: int, finish, flips, batch_s
     # Callers prefetch a window before decoding it: the next window is read while this one
     # is consumed, and decoded on demand, so not on the reading thread (both on the reading
     # thread: 0.76 of the bare read rate at 256 px).
-    return windows.enumerate().flat_map(lambda w, rows_y: batches(w, *rows_y))
+    return windows.enumerate(first_window).flat_map(lambda w, rows_y: batches(w, *rows_y))
 
 
 def _pixel_parser(files, shape, labels: bool):

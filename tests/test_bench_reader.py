@@ -29,6 +29,9 @@ def test_reader_rows(small_set):
                 assert 0 <= r[f"{k}_thread_us"] <= 1.5 * us + 50
         assert r["float_path"] == r["raw_path"] == "memory"  # 300 small records
         assert r["stream_float_path"] == r["stream_raw_path"] == "stream"
+        # a fresh stream's first pass (300 records) ends inside a round of 0.05 s: no rate
+        if r["stream_raw_first_img_s"] is None:
+            assert r["stream_raw_first_ratio"] is None
     # a memory budget below the 32 px level's share (300 x 1 KiB): that level streams
     rows = bench.bench_reader(small_set, 16, 0.05, 1, "mn", memory=300 * 32 * 32 - 1)
     assert [r["float_path"] for r in rows] == ["memory", "memory", "memory", "stream"]
@@ -53,6 +56,17 @@ def test_repeated_set_streams_like_a_large_one(small_set, tmp_path):
     assert data.holds_in_memory(900, 256, 16, 900 * 256)
     rows = bench.bench_reader(prefix, 16, 0.05, 1, "x3", memory=900 * 256 - 1, levels=[4])
     assert [(r["level"], r["float_path"], r["raw_path"]) for r in rows] == [(4, "stream", "stream")]
+    # rounds of a millisecond end inside a fresh stream's first pass of 900 records
+    (r,) = bench.bench_reader(prefix, 16, 0.001, 1, "x3", memory=900 * 256 - 1, levels=[4])
+    assert r["stream_raw_first_img_s"] > 0
+    assert r["stream_raw_first_ratio"] == pytest.approx(
+        r["stream_raw_first_img_s"] / r["bare_img_s"], rel=0.01)
+    meta = {"machine": "m", "load_before": 0, "load_after": 0, "tf": "x", "batch": 16}
+    line = [t for t in bench.markdown([], [r], meta).splitlines() if t.startswith("| x3 |")][0]
+    assert line.endswith(f" | {r['stream_raw_first_img_s']} | "
+                         f"{r['stream_raw_first_ratio']:.2f} |")
+    r["stream_raw_first_img_s"] = r["stream_raw_first_ratio"] = None
+    assert bench.markdown([], [r], meta).splitlines()[-1].endswith(" | - | - |")
 
 
 def test_large_set_rows_and_cleanup(small_set, tmp_path, capsys):
