@@ -42,7 +42,8 @@ IN_MEMORY_BYTES = 256 << 20  # default memory_bytes: a share with at most this m
 _LOAD_CHUNK_BYTES = 8 << 20  # decoded at a time when loading a share into memory
 _GATHER_BYTES = 1 << 20  # records gathered at a time for the batches of a streamed window
 # (and at most as many bytes of frames per read after a streamed share's first pass)
-_FRAME_BYTES = 16  # TFRecord framing around a record: length, its CRC, (record), record's CRC
+_FRAME_HEAD = 12  # TFRecord framing before a record: its length (8 bytes) and their CRC
+_FRAME_BYTES = _FRAME_HEAD + 4  # ... and after it, the record's CRC
 # pixels per call from which the reader's conversion is compiled: a compiled call costs about
 # 60 us more; it saves most on the passes that move pixels around (CHW -> HWC, flips)
 _XLA_PIXELS = 1 << 14
@@ -163,14 +164,14 @@ def _frame_fixed(template) -> tuple[np.ndarray, np.ndarray]:
     length, _, _, keep, keep_val = template
     head = struct.pack("<Q", length)
     head += struct.pack("<I", fmt.masked_crc32c(head))
-    return (np.concatenate([np.arange(12), keep + 12]).astype(np.int32),
+    return (np.concatenate([np.arange(_FRAME_HEAD), keep + _FRAME_HEAD]).astype(np.int32),
             np.concatenate([np.frombuffer(head, np.uint8), keep_val]))
 
 
 def _frame_plan(slices, stored: dict[str, int], template, batch_size: int,
-                window: int) -> tuple[int, int, int] | None:
+                window: int) -> tuple[int, int] | None:
     """How passes after the first read a streamed share as fixed-length frames: (records per
-    read, reads per window, records per window), or None where that cannot be done safely:
+    read, reads per window), or None where that cannot be done safely:
     no template, a file that is not `stored` frames of the template's length, or one whose
     first record does not fit the template. A read never spans two slices (it divides every
     slice) and a window is whole batches of whole reads, so nothing is dropped."""
@@ -197,8 +198,7 @@ def _frame_plan(slices, stored: dict[str, int], template, batch_size: int,
             per_read = g
             break
     step = math.lcm(per_read, batch_size)
-    records = window // step * step
-    return per_read, records // per_read, records
+    return per_read, window // step * step // per_read
 
 
 def holds_in_memory(records: int, pixels_per_record: int, batch_size: int,
@@ -451,7 +451,7 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
             first, later = _first_pass_then_frames(ds, slices, stored, to_rows, checked,
                                                    template, window, plan, seeds[0])
             ds = batches(first, start).concatenate(
-                batches(later, start + 12, -(-records_here // window)))
+                batches(later, start + _FRAME_HEAD, -(-records_here // window)))
     else:
         if repeat:
             ds = ds.repeat()
@@ -516,8 +516,8 @@ def _first_pass_then_frames(records: tf.data.Dataset, slices, stored: dict[str, 
     each (the last one short); and of every later pass, read as fixed-length frames
     (_frame_plan) without the per-record work of the TFRecord reader (the data CRCs are not
     checked again), in windows that run on across passes. A record's pixels are at the
-    template's start in the first rows, 12 bytes later in the frames."""
-    per_read, reads, _ = plan
+    template's start in the first rows, _FRAME_HEAD bytes later in the frames."""
+    per_read, reads = plan
     frame = template[0] + _FRAME_BYTES
     first = records.batch(window).prefetch(1).map(to_rows).map(checked)
     names, skips, takes = zip(*slices)
@@ -653,8 +653,8 @@ def _pixel_parser(files, shape, labels: bool):
 
 def _frame_parser(template):
     """frames_to_rows for reads of whole frames (see _frame_plan): reads [n] of k frames each
-    -> (rows uint8 [n*k, frame], labels int64, ok): a record's pixels at 12 + the template's
-    start, ok False where a frame's header or fixed bytes differ from the template's."""
+    -> (rows uint8 [n*k, frame], labels int64, ok): a record's pixels at _FRAME_HEAD + the
+    template's start, ok False where a frame's header or fixed bytes differ from the template's."""
     length, _, label_pos, _, _ = template
     frame = length + _FRAME_BYTES
     where, expect = (tf.constant(a) for a in _frame_fixed(template))
@@ -664,7 +664,7 @@ def _frame_parser(template):
         ok = tf.reduce_all(tf.equal(tf.gather(rows, where, axis=1), expect))
         if label_pos is None:
             return rows, tf.zeros(tf.shape(rows)[:1], tf.int64), ok
-        byte = rows[:, 12 + label_pos]
+        byte = rows[:, _FRAME_HEAD + label_pos]
         return rows, tf.cast(byte, tf.int64), tf.logical_and(ok, tf.reduce_all(byte < 128))
 
     return frames_to_rows

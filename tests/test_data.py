@@ -429,14 +429,14 @@ def _frames_plan_of(path, lod, batch_size, window, slices=None, stored=None, lab
 
 def test_frame_plan(rgb_dir, tmp_path):
     d, _ = rgb_dir  # 3 parts of 4 records
-    # (records per read, reads per window, records per window): a read divides every slice,
-    # a window is whole batches of whole reads
-    assert _frames_plan_of(d, 1, 2, 8)[0] == (4, 2, 8)
-    assert _frames_plan_of(d, 1, 3, 9)[0] == (2, 3, 6)  # 4 and 3: a window of 12 > 9
-    assert _frames_plan_of(d, 1, 5, 5)[0] == (1, 5, 5)
+    # (records per read, reads per window): a read divides every slice, a window is whole
+    # batches of whole reads
+    assert _frames_plan_of(d, 1, 2, 8)[0] == (4, 2)
+    assert _frames_plan_of(d, 1, 3, 9)[0] == (2, 3)  # 4 and 3: a window of 12 > 9
+    assert _frames_plan_of(d, 1, 5, 5)[0] == (1, 5)
     files = data.describe(d).files[3]
     slices = [(files[0], 1, 3), (files[1], 0, 2)]  # record ranges: reads of 1
-    assert _frames_plan_of(d, 1, 2, 4, slices=slices)[0] == (1, 4, 4)
+    assert _frames_plan_of(d, 1, 2, 4, slices=slices)[0] == (1, 4)
     # a file that is not all frames of the first record's length, a first record of another
     # layout, records that fit no template: read as TFRecords every pass
     stored = {f: 4 for f in files}
@@ -463,7 +463,7 @@ def test_frame_parser_checks_every_frame(rgb_dir):
     to_rows = data._frame_parser(template)
     rows, y, ok = to_rows(tf.constant([reads[:2 * frame], reads[2 * frame:]]))
     assert bool(ok) and y.numpy().tolist() == [4, 5, 6, 7]
-    start = template[1] + 12
+    start = template[1] + 12  # after the frame's length and its CRC
     want = [img for _, img in _level(d, 1)[4:8]]
     assert [r[start:start + len(want[0])].tobytes() for r in rows.numpy()] == want
     for at in (3, 12 + 1, frame + 8):  # length header, a fixed byte of the Example, its CRC
