@@ -174,7 +174,8 @@ def _frame_plan(slices, stored: dict[str, int], template, batch_size: int,
     read, reads per window), or None where that cannot be done safely:
     no template, a file that is not `stored` frames of the template's length, or one whose
     first record does not fit the template. A read never spans two slices (it divides every
-    slice) and a window is whole batches of whole reads, so nothing is dropped."""
+    slice), and a window is whole batches of whole reads, so nothing is dropped; reads are as
+    large as 1 MiB allows while windows keep 3/4 of `window`."""
     if template is None:
         return None
     frame = template[0] + _FRAME_BYTES
@@ -192,13 +193,15 @@ def _frame_plan(slices, stored: dict[str, int], template, batch_size: int,
     common = 0
     for _, _, take in slices:
         common = math.gcd(common, take)
-    per_read = 1
-    for g in range(min(max(1, _GATHER_BYTES // frame), max(1, common)), 0, -1):
-        if common % g == 0 and math.lcm(g, batch_size) <= window:
-            per_read = g
-            break
-    step = math.lcm(per_read, batch_size)
-    return per_read, window // step * step // per_read
+    def records(g):  # per window, reading g at a time
+        step = math.lcm(g, batch_size)
+        return window // step * step
+
+    # the largest read whose windows keep 3/4 of the records a window may hold (reads of 1
+    # keep them all)
+    per_read = next(g for g in range(min(max(1, _GATHER_BYTES // frame), max(1, common)), 0, -1)
+                    if common % g == 0 and 4 * records(g) >= 3 * records(1))
+    return per_read, records(per_read) // per_read
 
 
 def holds_in_memory(records: int, pixels_per_record: int, batch_size: int,

@@ -432,7 +432,9 @@ def test_frame_plan(rgb_dir, tmp_path):
     # (records per read, reads per window): a read divides every slice, a window is whole
     # batches of whole reads
     assert _frames_plan_of(d, 1, 2, 8)[0] == (4, 2)
-    assert _frames_plan_of(d, 1, 3, 9)[0] == (2, 3)  # 4 and 3: a window of 12 > 9
+    assert _frames_plan_of(d, 1, 3, 9)[0] == (1, 9)  # reads of 4 or 2: windows of 0 or 6
+    assert _frames_plan_of(d, 1, 3, 12)[0] == (4, 3)
+    assert _frames_plan_of(d, 1, 2, 6)[0] == (2, 3)  # reads of 4: windows of 4
     assert _frames_plan_of(d, 1, 5, 5)[0] == (1, 5)
     files = data.describe(d).files[3]
     slices = [(files[0], 1, 3), (files[1], 0, 2)]  # record ranges: reads of 1

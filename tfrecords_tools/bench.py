@@ -233,8 +233,8 @@ def bench_reader(path, batch, seconds, rounds, label, memory: int | None = None,
         # warm up: load the share or the first window, prefetch; a stream past its first
         # pass, which reads as TFRecords, into the fixed-length frames of the later passes
         # (the first pass is measured on its own below)
-        first_pass = info.count // batch + data.window_records(
-            info.count, c * h * w + 64, batch, memory) // batch + 1
+        window = data.window_records(info.count, c * h * w + 64, batch, memory)
+        first_pass = info.count // batch + window // batch + 1
         for k, it in its.items():
             for _ in range(max(3, min(200, 3 * info.count // batch // 4),
                                0 if held.get(k, True) else first_pass)):
@@ -248,13 +248,26 @@ def bench_reader(path, batch, seconds, rounds, label, memory: int | None = None,
                 rates[k].append(r)
                 cores[k].append(busy)
                 serial[k].append(longest)
-            # a fresh stream's first pass: a rate only where the round ends inside it
-            fresh = iter(data.make_dataset(path, lod, batch, info=info, memory_bytes=memory,
-                                           **READER_VARIANTS["stream_raw"]))
+            # a fresh stream's first pass, where the level streams by default: a rate only
+            # where the round ends inside it
+            if held["raw"]:
+                rates["stream_raw_first"].append(None)
+                continue
+            read = [0]
+
+            def counted(stream):
+                for b in stream:
+                    read[0] += 1
+                    yield b
+
+            fresh = counted(data.make_dataset(path, lod, batch, info=info, memory_bytes=memory,
+                                              **READER_VARIANTS["stream_raw"]))
             for _ in range(3):
                 next(fresh)
             r, busy, longest = _rate(fresh, batch, seconds)
-            inside = r * seconds + 5 * batch < info.count
+            # inside: no batch of the round came from the later passes (the first pass's
+            # last window may be short, so it may end a window early)
+            inside = (read[0] + 1) * batch + window <= info.count
             rates["stream_raw_first"].append(r if inside else None)
             cores["stream_raw_first"].append(busy)
             serial["stream_raw_first"].append(longest)
@@ -268,10 +281,11 @@ def bench_reader(path, batch, seconds, rounds, label, memory: int | None = None,
             row[f"{k}_img_s"] = None if med[k] is None else round(med[k])
             row[f"{k}_ratio"] = None if med[k] is None else round(med[k] / med["bare"], 3)
             row[f"{k}_path"] = "memory" if held.get(k, False) else "stream"
-            row[f"{k}_cores"] = round(float(np.median(cores[k])), 2)
+            row[f"{k}_cores"] = round(float(np.median(cores[k])), 2) if cores[k] else None
             row[f"{k}_thread_us"] = _median_or_none(serial[k])
         rows.append(row)
-        first = ("stream raw first pass: shorter than a round" if med["stream_raw_first"] is None
+        first = ("stream raw first pass: held by default" if held["raw"] else
+                 "stream raw first pass: shorter than a round" if med["stream_raw_first"] is None
                  else f"stream raw first pass {row['stream_raw_first_img_s']} "
                       f"({row['stream_raw_first_ratio']:.2f})")
         print(f"  {label:8s} r{level:02d} {2 ** level:4d}px: bare {row['bare_img_s']:8d} "
@@ -337,7 +351,8 @@ def markdown(conv, reader, meta):
             "share held in memory and permuted per epoch; s: streamed in windows, each "
             "permuted; a stream is measured past its first pass, which reads the files as "
             "TFRecords, checking every CRC, and later passes as fixed-length frames; the "
-            "first pass of a fresh stream is the last column, where a round ends inside it). "
+            "first pass of a fresh stream is the last column, at levels that stream by "
+            "default, where a round ends inside it). "
             "cores: CPU time of the process / wall time during the rounds; thread "
             "us/img: CPU time per image of the busiest thread (the stage no number of cores "
             "spreads). images xN: the synthetic set's parts repeated N times, at the levels "
