@@ -193,6 +193,7 @@ def _frame_plan(slices, stored: dict[str, int], template, batch_size: int,
     common = 0
     for _, _, take in slices:
         common = math.gcd(common, take)
+
     def records(g):  # per window, reading g at a time
         step = math.lcm(g, batch_size)
         return window // step * step
@@ -446,15 +447,13 @@ def make_dataset(path, lod: int, batch_size: int, *, mirror: bool = False,
             return _window_batches(windows, offset, finish, flips, batch_size, window, group,
                                    stateless[1], deterministic, first_window)
 
+        # With a frame plan the TFRecords are read once (the first pass), frames after.
         plan = _frame_plan(slices, stored, template, batch_size, window) if repeat else None
-        if plan is None:
-            windows = (ds.repeat() if repeat else ds).batch(window)
-            ds = batches(windows.prefetch(1).map(to_rows).map(checked), start)
-        else:
-            first, later = _first_pass_then_frames(ds, slices, stored, to_rows, checked,
-                                                   template, window, plan, seeds[0])
-            ds = batches(first, start).concatenate(
-                batches(later, start + _FRAME_HEAD, -(-records_here // window)))
+        records = ds.repeat() if repeat and plan is None else ds
+        ds = batches(records.batch(window).prefetch(1).map(to_rows).map(checked), start)
+        if plan is not None:
+            later = _frame_windows(slices, stored, checked, template, plan, seeds[0])
+            ds = ds.concatenate(batches(later, start + _FRAME_HEAD, -(-records_here // window)))
     else:
         if repeat:
             ds = ds.repeat()
@@ -511,18 +510,14 @@ def _permuted_batches(records: tf.data.Dataset, arrange, finish, batch_size: int
     return share.flat_map(all_epochs)
 
 
-def _first_pass_then_frames(records: tf.data.Dataset, slices, stored: dict[str, int], to_rows,
-                            checked, template, window: int, plan,
-                            seed: int | None) -> tuple[tf.data.Dataset, tf.data.Dataset]:
-    """Decoded windows (rows uint8, labels) of a streamed share that repeats: of its first
-    pass, read as TFRecord records (`records`, one pass: every CRC checked), `window` records
-    each (the last one short); and of every later pass, read as fixed-length frames
-    (_frame_plan) without the per-record work of the TFRecord reader (the data CRCs are not
-    checked again), in windows that run on across passes. A record's pixels are at the
-    template's start in the first rows, _FRAME_HEAD bytes later in the frames."""
+def _frame_windows(slices, stored: dict[str, int], checked, template, plan,
+                   seed: int | None) -> tf.data.Dataset:
+    """Decoded windows (rows uint8, labels) of every pass after a streamed share's first, read
+    as fixed-length frames (_frame_plan) without the per-record work of the TFRecord reader
+    (the data CRCs are not checked again), in windows that run on across passes. A record's
+    pixels are _FRAME_HEAD bytes later in these rows than in the first pass's."""
     per_read, reads = plan
     frame = template[0] + _FRAME_BYTES
-    first = records.batch(window).prefetch(1).map(to_rows).map(checked)
     names, skips, takes = zip(*slices)
     after = [stored[f] - s - t for f, s, t in slices]
     later = tf.data.Dataset.from_tensor_slices(
@@ -533,8 +528,7 @@ def _first_pass_then_frames(records: tf.data.Dataset, slices, stored: dict[str, 
     later = later.repeat().flat_map(lambda f, s, t, a: tf.data.FixedLengthRecordDataset(
         f, per_read * frame, header_bytes=s * frame, footer_bytes=a * frame,
         buffer_size=1 << 20))
-    later = later.batch(reads).prefetch(1).map(_frame_parser(template)).map(checked)
-    return first, later
+    return later.batch(reads).prefetch(1).map(_frame_parser(template)).map(checked)
 
 
 def _window_batches(windows: tf.data.Dataset, start: int, finish, flips, batch_size: int,
