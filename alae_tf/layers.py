@@ -7,7 +7,8 @@ instance norm with statistics, style modulation (AdaIN), noise injection, blur, 
 toRGB / fromRGB. See docs/layers.md for the formulas and the deviations from the release.
 
 Every layer computes in ``self.compute_dtype`` (so a ``mixed_float16`` policy works); weights
-are cast to that dtype at use; normalisation statistics are computed in float32.
+are cast to that dtype at use; normalisation statistics are computed in float32 (in float64
+under a float64 policy, which the release-parity tests use).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import tensorflow as tf
 
 __all__ = [
     "lrelu",
+    "wide",
     "EqualizedDense",
     "EqualizedConv2D",
     "Bias",
@@ -57,6 +59,11 @@ def lrelu(x: tf.Tensor) -> tf.Tensor:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def wide(x: tf.Tensor) -> tf.Tensor:
+    """``x`` in float32, or in float64 if it is float64: the dtype of statistics and losses."""
+    return x if x.dtype == tf.float64 else tf.cast(x, tf.float32)
 
 
 def _runtime_scale(gain: float, fan_in: int, lr_multiplier: float) -> float:
@@ -336,7 +343,7 @@ class PixelNorm(keras.layers.Layer):
         self.epsilon = float(epsilon)
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
-        x32 = tf.cast(x, tf.float32)
+        x32 = wide(x)
         y = x32 * tf.math.rsqrt(tf.reduce_mean(tf.square(x32), axis=-1, keepdims=True) + self.epsilon)
         return tf.cast(y, self.compute_dtype)
 
@@ -383,7 +390,7 @@ class MinibatchStdDev(keras.layers.Layer):
             g = tf.minimum(self.group_size, tf.shape(x)[0])
         _, h, w, c = tf.unstack(tf.shape(x))
         f = self.num_new_features
-        y = tf.cast(x, tf.float32)
+        y = wide(x)
         y = tf.reshape(y, tf.stack([g, -1, h, w, f, c // f]))  # [G, M, H, W, F, C/F]
         y = y - tf.reduce_mean(y, axis=0, keepdims=True)
         y = tf.sqrt(tf.reduce_mean(tf.square(y), axis=0) + 1e-8)  # [M, H, W, F, C/F]
@@ -408,7 +415,7 @@ class InstanceNorm(keras.layers.Layer):
 
     With ``return_stats=True`` returns ``(normalized, stats)``, stats = concat([mean, std], -1)
     of shape (N, 2C), std = sqrt(var + 1e-8) (finite gradient at var = 0).
-    Statistics are computed in float32.
+    Statistics are computed in float32 (float64 under a float64 policy).
     """
 
     def __init__(self, epsilon: float = 1e-8, return_stats: bool = False, **kwargs: Any) -> None:
@@ -417,7 +424,7 @@ class InstanceNorm(keras.layers.Layer):
         self.return_stats = bool(return_stats)
 
     def call(self, x: tf.Tensor):
-        x32 = tf.cast(x, tf.float32)
+        x32 = wide(x)
         mean = tf.reduce_mean(x32, axis=[1, 2], keepdims=True)
         centered = x32 - mean
         var = tf.reduce_mean(tf.square(centered), axis=[1, 2], keepdims=True)

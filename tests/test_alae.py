@@ -62,7 +62,7 @@ def _np_lrelu(x):
 def test_r1_matches_numpy_on_tiny_mlp():
     m = ALAE(ALAEConfig(**TINY_MLP, r1_gamma=7.0))
     reals = np.random.default_rng(3).uniform(-1, 1, (5, 8, 8, 1)).astype(np.float32)
-    terms, _ = m._d_grads(tf.constant(reals), 1.0, lod=0, global_batch=5)
+    terms, _, _ = m._d_grads(tf.constant(reals), 1.0, lod=0, global_batch=5)
 
     def dense(layer):  # run-time weights from the stored ones, computed here independently
         k = layer.kernel.numpy().astype(np.float64)
@@ -113,7 +113,8 @@ def test_style_mixing_arithmetic(style_model):
     lod, mixed, cutoffs = 1, 0, set()
     trials = 300
     for seed in range(trials):
-        _, styles = m.styles(m.nets, z, lod, z2, tf.constant([seed, 7]))
+        cutoff = m.mixing_cutoff(tf.constant([seed, 7]), lod)
+        _, styles = m.styles(m.nets, z, lod, z2, cutoff)
         styles = styles.numpy()
         assert styles.shape == (3, 6, 8)
         first = [np.allclose(styles[:, i], w1, atol=1e-6) for i in range(6)]
@@ -124,8 +125,8 @@ def test_style_mixing_arithmetic(style_model):
         if cutoff < 6:
             mixed += 1
             cutoffs.add(cutoff)
-    # cutoff ~ U{1, ..., 2 * (lod + 1) - 1} with probability 0.9.
-    assert cutoffs == {1, 2, 3}
+    # cutoff ~ U{1, ..., 2 * (lod + 1)} with probability 0.9 (the release's randint(1, 2 * (lod + 1))).
+    assert cutoffs == {1, 2, 3, 4}
     assert abs(mixed / trials - 0.9) < 4 * math.sqrt(0.09 / trials)
 
 
@@ -314,3 +315,22 @@ def test_mixed_policy_by_machine(tmp_path):
     info.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_vnni\n")
     assert not precision.cpu_has_bf16(str(info))
     assert not precision.cpu_has_bf16(str(tmp_path / "absent"))
+
+
+def test_first_noise_map_is_shared_by_the_batch():
+    """As in the release (its first noise is added to the 4x4 constant before the batch exists),
+    the 4x4 block's first noise map is one map for the whole batch; the second is per sample."""
+    from alae_tf.networks.style import StyleGenerator
+
+    g = StyleGenerator(layer_count=1, latent_size=4, channels=1, start_channels=4, max_channels=4)
+    styles = tf.ones([3, 2, 4])
+    g(styles, lod=0, noise=True)  # builds the noise layers
+    quiet = g(styles, lod=0, noise=False).numpy()
+    block = g.blocks[0]
+    for first, second in ((0.5, 0.0), (0.0, 0.5)):
+        block.noise0.weight.assign(np.full([4], first, np.float32))
+        block.noise1.weight.assign(np.full([4], second, np.float32))
+        out = g(styles, lod=0, noise=tf.constant([4, 5])).numpy()
+        assert not np.allclose(out, quiet, atol=1e-4)
+        same = np.allclose(out[0], out[1], atol=1e-6) and np.allclose(out[0], out[2], atol=1e-6)
+        assert same == (first > 0), (first, second)

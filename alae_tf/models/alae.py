@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from alae_tf import losses
+from alae_tf.layers import wide
 from alae_tf.networks import WeightsTrackable
 from alae_tf.networks.mapping import DiscriminatorHead, Mapping
 from alae_tf.networks.mlp import MLPEncoder, MLPGenerator
@@ -205,23 +206,26 @@ class ALAE:
         return tf.random.experimental.stateless_fold_in(self._seed(purpose), rid)
 
     # ----------------------------------------------------------------------------- networks
-    def styles(self, nets: Networks, z, lod: int, mix_z=None, mix_seed=None):
-        """w = F(z) broadcast to G's style slots; with ``mix_z``, style mixing as in the release.
+    def mixing_cutoff(self, seed, lod: int, inclusive: bool = True):
+        """The style-mixing draw of one batch: with probability ``style_mixing_prob`` a cutoff
+        uniform on {1, ..., A} (the ALAE release; A = 2 * (lod + 1) active slots) or on
+        {1, ..., A - 1} (StyleGAN, ``inclusive=False``), else every slot (no mixing)."""
+        num = self.nets.G.num_styles
+        active = min(2 * (lod + 1), num)
+        u = tf.random.stateless_uniform([], seed)
+        cutoff = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(seed, 1),
+                                             minval=1, maxval=active + int(inclusive), dtype=tf.int32)
+        return tf.where(u < self.config.style_mixing_prob, cutoff, num)
 
-        With probability ``style_mixing_prob`` a cutoff is drawn uniformly from
-        [1, 2 * (lod + 1)); slots below it take F(z), the rest F(mix_z).
-        """
+    def styles(self, nets: Networks, z, lod: int, mix_z=None, cutoff=None):
+        """(w, styles): w = F(z) broadcast to G's style slots; with ``mix_z``, slots below
+        ``cutoff`` keep F(z) and the rest take F(mix_z) (style mixing)."""
         w = nets.F(z)
         num = nets.G.num_styles
         styles = tf.tile(w[:, None], [1, num, 1])
-        active = min(2 * (lod + 1), num)
-        if mix_z is not None and self.config.style_mixing_prob > 0 and active > 1:
+        if mix_z is not None and self.config.style_mixing_prob > 0 and num > 1:
             w2 = nets.F(mix_z)
-            u = tf.random.stateless_uniform([], mix_seed)
-            cutoff = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(mix_seed, 1),
-                                                 minval=1, maxval=active, dtype=tf.int32)
-            cutoff = tf.where(u < self.config.style_mixing_prob, cutoff, num)
-            first = tf.range(num)[None, :, None] < cutoff
+            first = tf.range(num)[None, :, None] < tf.cast(cutoff, tf.int32)
             styles = tf.where(first, styles, tf.tile(w2[:, None], [1, num, 1]))
         return w, styles
 
@@ -260,7 +264,7 @@ class ALAE:
     def _critic(self, images, lod: int, alpha):
         """D(E(x)): the logits the D and G steps use."""
         n = self.nets
-        return tf.cast(n.D(n.E(images, lod=lod, alpha=alpha)), tf.float32)
+        return wide(n.D(n.E(images, lod=lod, alpha=alpha)))
 
     def _d_groups(self) -> list:
         """(optimizer, variables) trained by the D step."""
@@ -269,63 +273,88 @@ class ALAE:
     def _fg_variables(self) -> list[tf.Variable]:
         return self.nets.F.trainable_variables + self.nets.G.trainable_variables
 
-    def _d_grads(self, reals, alpha, lod: int, global_batch: int):
-        n, c = self.nets, self.config
-        z = self._latents(_Z_D, global_batch)
-        z2 = self._latents(_Z_D_MIX, global_batch)
-        _, styles = self.styles(n, z, lod, z2, self._seed(_MIX_D))
-        fakes = tf.stop_gradient(n.G(styles, lod=lod, alpha=alpha, noise=self._replica_seed(_NOISE_D)))
+    # The three objectives from explicit draws (z, the mixing code and cutoff, the noise of G),
+    # so that a test can feed them the release's own draws; the steps below draw them.
+    def d_fakes(self, z, mix_z, cutoff, noise, lod: int, alpha):
+        """(G(F(z)) with style mixing, without gradient; F(z)): the D step's fakes."""
+        w, styles = self.styles(self.nets, z, lod, mix_z, cutoff)
+        return tf.stop_gradient(self.nets.G(styles, lod=lod, alpha=alpha, noise=noise)), w
+
+    def d_loss(self, reals, fakes, lod: int, alpha, global_batch: int):
+        """(loss, terms) of the D step; call it under the tape that differentiates E and D."""
+        c = self.config
         if lod > 0:  # fade the reals like G's output: lerp(upscale(downscale(x)), x, alpha)
             low = tf.repeat(tf.repeat(tf.nn.avg_pool2d(reals, 2, 2, "VALID"), 2, axis=1), 2, axis=2)
             reals = low + (reals - low) * alpha
-        with tf.GradientTape() as tape:
-            with tf.GradientTape() as r1_tape:
-                r1_tape.watch(reals)
-                real_logits = self._critic(reals, lod, alpha)
-                real_sum = tf.reduce_sum(real_logits)
-            real_grads = tf.cast(r1_tape.gradient(real_sum, reals), tf.float32)
-            r1 = losses.r1_penalty(real_grads, c.r1_gamma)
-            fake_logits = self._critic(fakes, lod, alpha)
-            adv = losses.discriminator_logistic(real_logits, fake_logits)
-            loss = tf.nn.compute_average_loss(adv + r1, global_batch_size=global_batch)
-        grads = self._gradients(tape, loss, self._d_groups())
+        with tf.GradientTape() as r1_tape:
+            r1_tape.watch(reals)
+            real_logits = self._critic(reals, lod, alpha)
+            real_sum = tf.reduce_sum(real_logits)
+        real_grads = wide(r1_tape.gradient(real_sum, reals))
+        r1 = losses.r1_penalty(real_grads, c.r1_gamma)
+        fake_logits = self._critic(fakes, lod, alpha)
+        adv = losses.discriminator_logistic(real_logits, fake_logits)
+        loss = tf.nn.compute_average_loss(adv + r1, global_batch_size=global_batch)
         terms = {
             "loss_d": tf.nn.compute_average_loss(adv, global_batch_size=global_batch),
             "r1": tf.nn.compute_average_loss(r1, global_batch_size=global_batch),
             "d_real": tf.nn.compute_average_loss(real_logits, global_batch_size=global_batch),
             "d_fake": tf.nn.compute_average_loss(fake_logits, global_batch_size=global_batch),
         }
-        return terms, grads
+        return loss, terms
+
+    def g_loss(self, z, mix_z, cutoff, noise, lod: int, alpha, global_batch: int):
+        """(loss, F(z)) of the G step: softplus(-D(E(G(F(z))))) with style mixing."""
+        w, styles = self.styles(self.nets, z, lod, mix_z, cutoff)
+        fakes = self.nets.G(styles, lod=lod, alpha=alpha, noise=noise)
+        fake_logits = self._critic(fakes, lod, alpha)
+        return tf.nn.compute_average_loss(losses.generator_nonsaturating(fake_logits),
+                                          global_batch_size=global_batch), w
+
+    def lae_loss(self, z, noise, lod: int, alpha, global_batch: int):
+        """(loss before --lae_weight, F(z)) of the latent autoencoder step: |E(G(w)) - w|^2, w = F(z)."""
+        n, c = self.nets, self.config
+        w, styles = self.styles(n, z, lod)
+        fakes = n.G(styles, lod=lod, alpha=alpha, noise=noise)
+        w_rec = wide(n.E(fakes, lod=lod, alpha=alpha))
+        target = tf.cast(z if c.z_regression else w, w_rec.dtype)
+        per_example = losses.latent_reconstruction(w_rec, target)
+        return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch), w
+
+    @staticmethod
+    def _batch_mean(w):
+        return tf.reduce_mean(tf.cast(w, tf.float32), axis=0)
+
+    def _d_grads(self, reals, alpha, lod: int, global_batch: int):
+        z = self._latents(_Z_D, global_batch)
+        z2 = self._latents(_Z_D_MIX, global_batch)
+        cutoff = self.mixing_cutoff(self._seed(_MIX_D), lod)
+        fakes, w = self.d_fakes(z, z2, cutoff, self._replica_seed(_NOISE_D), lod, alpha)
+        with tf.GradientTape() as tape:
+            loss, terms = self.d_loss(reals, fakes, lod, alpha, global_batch)
+        grads = self._gradients(tape, loss, self._d_groups())
+        return terms, grads, self._batch_mean(w)
 
     def _g_grads(self, alpha, lod: int, global_batch: int):
-        n = self.nets
         z = self._latents(_Z_G, global_batch)
         z2 = self._latents(_Z_G_MIX, global_batch)
+        cutoff = self.mixing_cutoff(self._seed(_MIX_G), lod)
         variables = self._fg_variables()
         with tf.GradientTape() as tape:
-            w, styles = self.styles(n, z, lod, z2, self._seed(_MIX_G))
-            fakes = n.G(styles, lod=lod, alpha=alpha, noise=self._replica_seed(_NOISE_G))
-            fake_logits = self._critic(fakes, lod, alpha)
-            loss = tf.nn.compute_average_loss(losses.generator_nonsaturating(fake_logits),
-                                              global_batch_size=global_batch)
+            loss, w = self.g_loss(z, z2, cutoff, self._replica_seed(_NOISE_G), lod, alpha, global_batch)
         (grads,) = self._gradients(tape, loss, [(self.opt_fg, variables)])
-        return {"loss_g": loss}, grads, tf.reduce_mean(tf.cast(w, tf.float32), axis=0)
+        return {"loss_g": loss}, grads, self._batch_mean(w)
 
     def _lae_grads(self, alpha, lod: int, global_batch: int):
         n, c = self.nets, self.config
         z = self._latents(_Z_LAE, global_batch)
         with tf.GradientTape() as tape:
-            w, styles = self.styles(n, z, lod)
-            fakes = n.G(styles, lod=lod, alpha=alpha, noise=self._replica_seed(_NOISE_LAE))
-            w_rec = tf.cast(n.E(fakes, lod=lod, alpha=alpha), tf.float32)
-            target = z if c.z_regression else tf.cast(w, tf.float32)
-            per_example = losses.latent_reconstruction(w_rec, target)
-            lae = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+            lae, w = self.lae_loss(z, self._replica_seed(_NOISE_LAE), lod, alpha, global_batch)
             loss = lae * c.lae_weight
         grads_e, grads_fg = self._gradients(tape, loss, [
             (self.opt_e, n.E.trainable_variables),
             (self.opt_fg, n.F.trainable_variables + n.G.trainable_variables)])
-        return {"loss_lae": lae}, grads_e, grads_fg
+        return {"loss_lae": lae}, grads_e, grads_fg, self._batch_mean(w)
 
     def _compiled(self, name: str, fn, lod: int, global_batch: int):
         """``fn`` specialised to (lod, global batch), XLA-compiled with --jit."""
@@ -337,24 +366,30 @@ class ALAE:
         return self._grad_fns[key]
 
     # ----------------------------------------------------------------------------- steps
+    def update_w_avg(self, w_mean):
+        """w_avg <- lerp(w_avg, batch mean of F(z), 1 - w_avg_decay). Like the release, every step
+        that runs F in training (D, G and latent AE steps) updates it."""
+        self.w_avg.assign(w_mean + (self.w_avg - w_mean) * self.config.w_avg_decay)
+
     def d_step(self, reals, alpha, lod: int, global_batch: int) -> dict:
-        terms, grads = self._compiled("d", self._d_grads, lod, global_batch)(reals, alpha)
+        terms, grads, w_mean = self._compiled("d", self._d_grads, lod, global_batch)(reals, alpha)
         for (opt, variables), part in zip(self._d_groups(), grads):
             apply(opt, part, variables)
+        self.update_w_avg(w_mean)
         return terms
 
     def g_step(self, alpha, lod: int, global_batch: int) -> dict:
         terms, grads, w_mean = self._compiled("g", self._g_grads, lod, global_batch)(alpha)
         apply(self.opt_fg, grads, self._fg_variables())
-        c = self.config
-        self.w_avg.assign(w_mean + (self.w_avg - w_mean) * c.w_avg_decay)
+        self.update_w_avg(w_mean)
         return terms
 
     def lae_step(self, alpha, lod: int, global_batch: int) -> dict:
         n = self.nets
-        terms, grads_e, grads_fg = self._compiled("lae", self._lae_grads, lod, global_batch)(alpha)
+        terms, grads_e, grads_fg, w_mean = self._compiled("lae", self._lae_grads, lod, global_batch)(alpha)
         apply(self.opt_e, grads_e, n.E.trainable_variables)
         apply(self.opt_fg, grads_fg, n.F.trainable_variables + n.G.trainable_variables)
+        self.update_w_avg(w_mean)
         return terms
 
     def replica_step(self, reals, alpha, lod: int, global_batch: int) -> dict:

@@ -148,6 +148,12 @@ class StyleGAN:
     _replica_seed = ALAE._replica_seed
     styles = ALAE.styles
     truncate = ALAE.truncate
+    update_w_avg = ALAE.update_w_avg
+    _batch_mean = staticmethod(ALAE._batch_mean)
+
+    def mixing_cutoff(self, seed, lod: int):
+        """StyleGAN's draw: a cutoff uniform on {1, ..., active slots - 1} (always a crossover)."""
+        return ALAE.mixing_cutoff(self, seed, lod, inclusive=False)
     _compiled = ALAE._compiled
     ema_beta = ALAE.ema_beta
 
@@ -160,6 +166,9 @@ class StyleGAN:
         return [(self.opt_d, self.nets.D.trainable_variables)]
 
     _gradients = staticmethod(ALAE._gradients)
+    d_fakes = ALAE.d_fakes
+    d_loss = ALAE.d_loss
+    g_loss = ALAE.g_loss
     _d_grads = ALAE._d_grads
     _g_grads = ALAE._g_grads
     d_step = ALAE.d_step

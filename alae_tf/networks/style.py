@@ -20,13 +20,16 @@ def channels_at(lod: int, layer_count: int, start_channels: int, max_channels: i
     return min(max_channels, start_channels * 2 ** (layer_count - 1 - lod))
 
 
-def draw_noise(x, noise, index: int):
-    """A single-channel N(0, 1) map shaped like ``x``.
+def draw_noise(x, noise, index: int, batch=None):
+    """The single-channel noise map of noise input ``index`` of a block, shaped like ``x``.
 
-    ``noise`` is True (stateful draw) or a stateless seed of shape [2] (reproducible: the map
-    depends only on the seed and ``index``).
+    ``noise`` is True (a stateful N(0, 1) draw), a stateless seed of shape [2] (reproducible:
+    the map depends only on the seed and ``index``) or a sequence of given maps (N or 1, H, W, 1).
+    ``batch`` overrides the batch size of a drawn map (1: one map shared by the batch).
     """
-    shape = tf.concat([tf.shape(x)[:3], [1]], axis=0)
+    if isinstance(noise, (list, tuple)):
+        return tf.cast(noise[index], x.dtype)
+    shape = tf.concat([[tf.shape(x)[0] if batch is None else batch], tf.shape(x)[1:3], [1]], axis=0)
     if isinstance(noise, bool):
         return tf.random.normal(shape, dtype=x.dtype)
     seed = tf.random.experimental.stateless_fold_in(noise, index)
@@ -34,6 +37,9 @@ def draw_noise(x, noise, index: int):
 
 
 def _fold(noise, index: int):
+    """Block ``index``'s share of ``noise``: its two given maps, or the seed folded with the index."""
+    if isinstance(noise, (list, tuple)):
+        return noise[2 * index:2 * index + 2]
     return noise if isinstance(noise, bool) else tf.random.experimental.stateless_fold_in(noise, index)
 
 
@@ -57,7 +63,10 @@ class GeneratorBlock(keras.layers.Layer):
 
     def _post(self, x, w, noise_layer, bias, style, noise, index):
         if noise is not False:
-            x = noise_layer(x, noise=draw_noise(x, noise, index))
+            # The release adds the first noise of the 4x4 block to the constant before it is
+            # broadcast to the batch: one map shared by every sample.
+            batch = 1 if self.first and index == 0 else None
+            x = noise_layer(x, noise=draw_noise(x, noise, index, batch))
         x = self.norm(lrelu(bias(x)))
         return style([x, w])
 
@@ -116,7 +125,8 @@ class StyleGenerator(_Progressive):
         self.upscale = Upscale2D()
 
     def call(self, styles, lod: int | None = None, alpha=1.0, noise=True):
-        """``noise``: False (none), True (random) or a stateless seed of shape [2]."""
+        """``noise``: False (none), True (random), a stateless seed of shape [2], or the
+        2 * (lod + 1) maps to add, two per block in order, each (N or 1, H, W, 1)."""
         lod = self.top_lod if lod is None else lod
         x = prev = None
         for i in range(lod + 1):
@@ -131,54 +141,48 @@ class StyleGenerator(_Progressive):
 
 @keras.saving.register_keras_serializable(package="alae_tf")
 class EncoderBlock(keras.layers.Layer):
-    """conv + lrelu -> IN (stats) -> [blur + down-conv + lrelu -> IN (stats) | dense + lrelu].
+    """conv 3x3 + bias -> lrelu -> IN (stats) -> blur -> down-conv 3x3 -> bias -> lrelu -> IN (stats).
 
-    Returns the features for the next block and this block's contribution to w: each recorded
-    statistic (per-channel mean and std; the dense output in the 4x4 block) through its own
-    equalized Dense to the latent size.
+    The release's default encoder (its EncoderDefault): every block has this form, the 4x4 one
+    too (4x4 -> 2x2). Returns the features for the next block and this block's contribution to
+    w: each recorded statistic (per-channel mean and std) through its own equalized Dense
+    (gain sqrt(2)) to the latent size. Instance norm uses epsilon 1e-5 (torch's default).
     """
 
-    def __init__(self, in_filters: int, out_filters: int, latent_size: int, last: bool,
-                 fused: bool = False, **kwargs):
+    def __init__(self, in_filters: int, out_filters: int, latent_size: int, fused: bool = False,
+                 epsilon: float = 1e-5, **kwargs):
         super().__init__(**kwargs)
         self.in_filters, self.out_filters, self.latent_size = in_filters, out_filters, latent_size
-        self.last, self.fused = last, fused
+        self.fused, self.epsilon = fused, epsilon
         self.conv0 = EqualizedConv2D(in_filters, 3, name="conv0")
-        self.norm = InstanceNorm(return_stats=True, name="norm")
-        self.style0 = EqualizedDense(latent_size, gain=1.0, name="style0")
-        self.style1 = EqualizedDense(latent_size, gain=1.0, name="style1")
-        if last:
-            self.dense = EqualizedDense(out_filters, activation="lrelu", name="dense")
-        else:
-            self.blur = Blur(name="blur")
-            self.conv1 = EqualizedConv2D(out_filters, 3, down=True, fused=fused, use_bias=False, name="conv1")
-            self.bias1 = Bias(name="bias1")
+        self.norm = InstanceNorm(epsilon=epsilon, return_stats=True, name="norm")
+        self.style0 = EqualizedDense(latent_size, name="style0")
+        self.style1 = EqualizedDense(latent_size, name="style1")
+        self.blur = Blur(name="blur")
+        self.conv1 = EqualizedConv2D(out_filters, 3, down=True, fused=fused, use_bias=False, name="conv1")
+        self.bias1 = Bias(name="bias1")
 
     def build(self, *args, **kwargs):
         self.built = True  # sublayers build on their first call
 
     def call(self, x):
         x, stats0 = self.norm(lrelu(self.conv0(x)))
-        if self.last:
-            x = self.dense(tf.reshape(x, [tf.shape(x)[0], 16 * self.in_filters]))
-            w1 = self.style1(x)
-        else:
-            x = lrelu(self.bias1(self.conv1(self.blur(x))))
-            x, stats1 = self.norm(x)
-            w1 = self.style1(stats1)
-        return x, self.style0(stats0) + w1
+        x = lrelu(self.bias1(self.conv1(self.blur(x))))
+        x, stats1 = self.norm(x)
+        return x, self.style0(stats0) + self.style1(stats1)
 
     def get_config(self):
         return {**super().get_config(), "in_filters": self.in_filters, "out_filters": self.out_filters,
-                "latent_size": self.latent_size, "last": self.last, "fused": self.fused}
+                "latent_size": self.latent_size, "fused": self.fused, "epsilon": self.epsilon}
 
 
 @keras.saving.register_keras_serializable(package="alae_tf")
 class StyleEncoder(_Progressive):
     """E: images at LOD ``lod`` -> w (N, latent), the sum of every active block's styles.
 
-    During a fade-in the new block's features are blended with fromRGB of the 2x-downscaled
-    image and its style contribution is scaled by ``alpha``.
+    fromRGB (1x1 conv + lrelu) is followed by one more leaky ReLU, as in the release (negative
+    slope 0.04 in all). During a fade-in the new block's features are blended with fromRGB of the
+    2x-downscaled image and its style contribution is scaled by ``alpha``.
     """
 
     def __init__(self, layer_count: int, latent_size: int, channels: int = 3, start_channels: int = 64,
@@ -187,19 +191,19 @@ class StyleEncoder(_Progressive):
         self.blocks, self.from_rgb = [], []
         for lod in range(layer_count):
             filters = channels_at(lod, layer_count, start_channels, max_channels)
-            out = channels_at(max(lod - 1, 0), layer_count, start_channels, max_channels)
+            out = channels_at(lod - 1, layer_count, start_channels, max_channels)
             self.from_rgb.append(FromRGB(filters, name=f"from_rgb{lod}"))
-            self.blocks.append(EncoderBlock(filters, out, latent_size, last=lod == 0,
-                                            fused=4 * 2 ** lod >= fused_from, name=f"block{lod}"))
+            self.blocks.append(EncoderBlock(filters, out, latent_size, fused=4 * 2 ** lod >= fused_from,
+                                            name=f"block{lod}"))
         self.downscale = Downscale2D()
 
     def call(self, images, lod: int | None = None, alpha=1.0):
         lod = self.top_lod if lod is None else lod
-        x, w = self.blocks[lod](self.from_rgb[lod](images))
+        x, w = self.blocks[lod](lrelu(self.from_rgb[lod](images)))
         if lod > 0:
             alpha = tf.cast(alpha, x.dtype)
             w = w * alpha
-            low = self.from_rgb[lod - 1](self.downscale(images))
+            low = lrelu(self.from_rgb[lod - 1](self.downscale(images)))
             x = low + (x - low) * alpha
         for i in range(lod - 1, -1, -1):
             x, wi = self.blocks[i](x)
