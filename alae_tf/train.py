@@ -96,8 +96,6 @@ flags.DEFINE_boolean("deterministic", False, "TF op determinism and a data order
 flags.DEFINE_boolean("skip_corrupt_records", False, "Skip corrupt or truncated records (counted and "
                      "reported) instead of stopping with an error naming the file.")
 
-flags.mark_flags_as_required(["data_dir", "output_dir"])
-
 
 def prepare_data(data_dir: str, source: str, test_count: int):
     """Converts the offline ``source`` into ``data_dir`` (FOLDER/NAME) with tfrecords_tools.convert."""
@@ -339,6 +337,7 @@ def check_flagfiles(argv: list[str]):
 
 
 def run():
+    flags.mark_flags_as_required(["data_dir", "output_dir"])
     try:
         check_flagfiles(sys.argv[1:])
     except ValueError as e:

@@ -85,6 +85,23 @@ def check_batches(schedule: Schedule, replicas: int):
             )
 
 
+def progress_variables() -> dict[str, tf.Variable]:
+    """The loop's counters that a checkpoint holds beside the model's state, by checkpoint name.
+
+    Create them in the strategy's scope. alae_tf.port writes them too, so that a ported run
+    resumes like one trained here.
+    """
+    return {
+        "images_seen": tf.Variable(0, dtype=tf.int64, trainable=False, name="images_seen"),
+        # The LOD the optimizer state belongs to: a resume at another LOD resets it.
+        "lod": tf.Variable(-1, dtype=tf.int64, trainable=False, name="lod"),
+        # Images seen when the current LOD's data stream began (--deterministic resumes it).
+        "data_start": tf.Variable(0, dtype=tf.int64, trainable=False, name="data_start"),
+        "lr_scale": tf.Variable(1.0, dtype=tf.float64, trainable=False, name="lr_scale"),
+        "rollbacks": tf.Variable(0, dtype=tf.int64, trainable=False, name="rollbacks"),
+    }
+
+
 class Trainer:
     """Runs a model under a strategy from images seen = 0 (or the last checkpoint) to the end."""
 
@@ -96,17 +113,13 @@ class Trainer:
         self.workers = num_workers(strategy)
         with strategy.scope():
             self.model = model_fn()
-            self.images_seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="images_seen")
-            # The LOD the optimizer state belongs to: a resume at another LOD resets it.
-            self.state_lod = tf.Variable(-1, dtype=tf.int64, trainable=False, name="lod")
-            # Images seen when the current LOD's data stream began (--deterministic resumes it).
-            self.data_start = tf.Variable(0, dtype=tf.int64, trainable=False, name="data_start")
-            self.lr_scale = tf.Variable(1.0, dtype=tf.float64, trainable=False, name="lr_scale")
-            self.rollbacks = tf.Variable(0, dtype=tf.int64, trainable=False, name="rollbacks")
+            progress = progress_variables()
+        self.images_seen, self.state_lod = progress["images_seen"], progress["lod"]
+        self.data_start, self.lr_scale, self.rollbacks = (
+            progress["data_start"], progress["lr_scale"], progress["rollbacks"])
         # This worker's stop request; summed over workers every step so all stop together.
         self._stop_request = tf.Variable(0.0, trainable=False, name="stop_request")
-        items = dict(self.model.checkpoint_items(), images_seen=self.images_seen, lod=self.state_lod,
-                     data_start=self.data_start, lr_scale=self.lr_scale, rollbacks=self.rollbacks)
+        items = dict(self.model.checkpoint_items(), **progress)
         self.checkpointer = Checkpointer(config.output_dir, items, self.chief, config.keep_checkpoints)
         self.summaries = Summaries(config.output_dir, self.chief)
         self._steps: dict = {}
