@@ -120,7 +120,7 @@ def test_networks_match_the_release(ported, name):
         image = n.G(tf.constant(fx[f"G{i}/styles"]), lod=int(lod), alpha=float(blend), noise=noise)
         _close(image, fx[f"G{i}/image"], OUTPUT_TOL, f"G at lod {int(lod)}, blend {blend}")
         i += 1
-    assert i >= 3
+    assert i >= 2
     lod = int(fx["ema/G/case"][0])
     _close(e.G(tf.constant(fx["ema/G/styles"]), lod=lod, noise=False), fx["ema/G/image"], OUTPUT_TOL, "EMA G")
     i = 0
@@ -129,14 +129,21 @@ def test_networks_match_the_release(ported, name):
         w = n.E(_images(fx[f"E{i}/pixels"]), lod=int(lod), alpha=float(blend))
         _close(w, fx[f"E{i}/w"], OUTPUT_TOL, f"E at lod {int(lod)}, blend {blend}")
         i += 1
-    assert i >= 3
+    assert i >= 2
     _close(e.E(_images(fx["ema/E/pixels"])), fx["ema/E/w"], OUTPUT_TOL, "EMA E")
     np.testing.assert_array_equal(model.w_avg.numpy(), fx["checkpoint/w_avg"])
 
 
 @pytest.fixture(scope="module")
 def ported64(ported):
-    """{name: (model, fixture arrays)}: the ported networks again, computing in float64."""
+    """{name: (model, fixture arrays)}: the release's weights, converted and computing in float64.
+
+    Straight from the checkpoint rather than through the ported run's float32 variables: those are
+    the release's values divided by the equalized-lr constant and rounded to float32, within one
+    float32 step of them, and in places the latent autoencoder's gradient is that sensitive (with
+    random weights some features before an instance norm have a variance near its epsilon): the
+    rounding alone moved gradients of the full CelebA architecture by up to 3e-3.
+    """
     import keras
 
     from alae_tf.models.alae import ALAE
@@ -147,8 +154,10 @@ def ported64(ported):
         out = {}
         for name, (model, fx) in ported.items():
             wide = ALAE(model.config)
-            for dst, src in zip(wide.nets.variables, model.nets.variables):
-                dst.assign(tf.cast(src, dst.dtype))
+            models = port.read_release(os.path.join(FIXTURES, f"{name}.pth"))
+            for entry in port.entries(wide.nets, wide.config):
+                value = models[port.RELEASE_NAMES[entry.net]][entry.key].astype(np.float64)
+                entry.variable.assign(entry.layout(value) / entry.scale)
             out[name] = (wide, fx)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
@@ -231,6 +240,9 @@ def test_losses_and_w_average_match_the_release(ported, name):
     """In float32, as training runs: the three losses, and the w average that the release moves
     in each of the three steps' forward passes."""
     model, fx = ported[name]
+    if "L0/case" not in fx:  # the committed fixtures have them; a large one made for a check may not
+        assert os.environ.get("ALAE_PARITY_FIXTURES"), f"{name}: no loss cases in the fixture"
+        pytest.skip("this fixture holds no loss cases")
     i = 0
     while f"L{i}/case" in fx:
         key = f"L{i}"
@@ -250,6 +262,9 @@ def test_losses_and_w_average_match_the_release(ported, name):
 def test_gradients_match_the_release(ported64, name):
     """Every parameter gradient of the three losses, both sides in float64 (see the module doc)."""
     model, fx = ported64[name]
+    if "L0/case" not in fx:  # the committed fixtures have them; a large one made for a check may not
+        assert os.environ.get("ALAE_PARITY_FIXTURES"), f"{name}: no loss cases in the fixture"
+        pytest.skip("this fixture holds no loss cases")
     i = 0
     while f"L{i}/case" in fx:
         key = f"L{i}"
