@@ -92,9 +92,9 @@ class Entry:
             return a.transpose(0, 2, 3, 1)
         return a
 
-    def to_ours(self, array: np.ndarray) -> np.ndarray:
+    def to_ours(self, array: np.ndarray, dtype=np.float32) -> np.ndarray:
         """Our stored value from the release's run-time value."""
-        return (self.layout(array) / self.scale).astype(np.float32)
+        return (self.layout(array) / self.scale).astype(dtype)
 
     def gradient_to_ours(self, gradient: np.ndarray) -> np.ndarray:
         """Our gradient (w.r.t. the stored value) from the release's (w.r.t. its run-time value)."""
@@ -191,7 +191,8 @@ def _sources(models: dict, path: str) -> tuple[dict, dict, list[str]]:
     return train, ema, notes
 
 
-def _assign(nets, config, models: dict, sources: dict, path: str):
+def _assign(nets, config, models: dict, sources: dict, path: str) -> int:
+    """Sets every variable of ``nets`` from ``models``; returns how many."""
     table = entries(nets, config)
     used: dict[str, set] = {name: set() for name in set(sources.values())}
     values = []
@@ -226,6 +227,7 @@ def _assign(nets, config, models: dict, sources: dict, path: str):
                             f"release's default, or other --layer_count / channels?)")
     for variable, value in values:
         variable.assign(value)
+    return len(values)
 
 
 def _w_average(models: dict, config, path: str, notes: list[str]) -> np.ndarray:
@@ -287,7 +289,7 @@ def port(checkpoint: str, config, output_dir: str, images_seen: int, flags_text:
     models = read_release(checkpoint)
     train, ema, notes = _sources(models, checkpoint)
     model = ALAE(config)
-    _assign(model.nets, config, models, train, checkpoint)
+    tensors = _assign(model.nets, config, models, train, checkpoint)
     _assign(model.ema, config, models, ema, checkpoint)
     model.w_avg.assign(_w_average(models, config, checkpoint, notes))
     progress = progress_variables()
@@ -308,7 +310,7 @@ def port(checkpoint: str, config, output_dir: str, images_seen: int, flags_text:
         os.replace(tmp, output_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return Ported(output_dir, images_seen, len(entries(model.nets, config)), train, ema, notes)
+    return Ported(output_dir, images_seen, tensors, train, ema, notes)
 
 
 def _define_flags():

@@ -90,6 +90,20 @@ def write_fixture(directory, name, images, labels=None, parts=None, key_order=No
     return pyramids
 
 
+def flagfile_values(path) -> dict:
+    """{flag: value} of a flagfile's lines: "--name=value" -> "value", "--name" -> True, "--noname" -> False."""
+    values = {}
+    with open(path) as fh:
+        for line in fh:
+            line = line.strip()
+            if line.startswith("--no") and "=" not in line:
+                values[line[4:]] = False
+            elif line.startswith("--"):
+                key, eq, value = line[2:].partition("=")
+                values[key] = value if eq else True
+    return values
+
+
 def run_cli(module, *args, timeout=300):
     """python -m module args... from the repository root; returns CompletedProcess."""
     env = dict(os.environ, PYTHONPATH=REPO + os.pathsep + os.environ.get("PYTHONPATH", ""),

@@ -11,29 +11,17 @@ import os
 import pytest
 
 from alae_tf.schedule import Schedule
+from helpers_data import flagfile_values
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 with open(os.path.join(REPO, "tests", "fixtures", "release", "release_configs.json")) as _fh:
     RELEASE = json.load(_fh)
 
 
-def _flags(path: str) -> dict:
-    values = {}
-    with open(path) as fh:
-        for line in fh:
-            line = line.strip()
-            if line.startswith("--no") and "=" not in line:
-                values[line[4:]] = False
-            elif line.startswith("--"):
-                key, eq, value = line[2:].partition("=")
-                values[key] = value if eq else True
-    return values
-
-
 @pytest.mark.parametrize("name", sorted(RELEASE))
 def test_config_mirrors_the_release(name):
     rel = RELEASE[name]
-    f = _flags(os.path.join(REPO, "configs", f"{name}.cfg"))
+    f = flagfile_values(os.path.join(REPO, "configs", f"{name}.cfg"))
     assert f["model"] == "alae_style"
     for key in ("latent_size", "layer_count", "start_channels", "max_channels", "mapping_layers", "channels"):
         assert int(f[key]) == rel[key], key

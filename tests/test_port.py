@@ -28,7 +28,7 @@ import pytest
 import tensorflow as tf
 
 from alae_tf import port, pth
-from helpers_data import error_line, run_cli
+from helpers_data import error_line, flagfile_values, run_cli
 
 # ALAE_PARITY_FIXTURES: another folder written by make_release_parity.py (e.g. --only=celeba).
 FIXTURES = os.environ.get("ALAE_PARITY_FIXTURES") or os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -37,20 +37,10 @@ NAMES = tuple(sorted(n[:-len(".npz")] for n in os.listdir(FIXTURES) if n.endswit
 OUTPUT_TOL = GRAD_TOL = 1e-4
 
 
-def _flags(name: str) -> dict:
-    values = {}
-    with open(os.path.join(FIXTURES, f"{name}.cfg")) as fh:
-        for line in fh:
-            if line.startswith("--"):
-                key, _, value = line.strip()[2:].partition("=")
-                values[key] = value
-    return values
-
-
 def _config(name: str):
     from alae_tf.models.alae import ALAEConfig
 
-    f = _flags(name)
+    f = flagfile_values(os.path.join(FIXTURES, f"{name}.cfg"))
     layers = int(f["layer_count"])
     return ALAEConfig(model="alae_style", resolution=4 * 2 ** (layers - 1), channels=int(f["channels"]),
                       latent_size=int(f["latent_size"]), layer_count=layers, start_channels=int(f["start_channels"]),
@@ -157,7 +147,7 @@ def ported64(ported):
             models = port.read_release(os.path.join(FIXTURES, f"{name}.pth"))
             for entry in port.entries(wide.nets, wide.config):
                 value = models[port.RELEASE_NAMES[entry.net]][entry.key].astype(np.float64)
-                entry.variable.assign(entry.layout(value) / entry.scale)
+                entry.variable.assign(entry.to_ours(value, np.float64))
             out[name] = (wide, fx)
     finally:
         keras.mixed_precision.set_dtype_policy(previous)
