@@ -3,7 +3,8 @@
 With a GPU: ``mixed_float16``, with dynamic loss scaling in the models. Without one, on a CPU
 with bfloat16 instructions (x86 AVX512-BF16 or AMX-BF16, read from /proc/cpuinfo):
 ``mixed_bfloat16``, where oneDNN runs convolutions and matrix products in bfloat16; bfloat16
-has float32's exponent range, so no loss scaling. Variables, losses and R1 stay float32
+has float32's exponent range, so no loss scaling. On other CPUs, float32 with a warning, so a
+config that asks for mixed precision runs on any machine. Variables, losses and R1 stay float32
 either way, so checkpoints are the same whichever policy wrote them.
 """
 from __future__ import annotations
@@ -24,8 +25,8 @@ def cpu_has_bf16(cpuinfo: str = "/proc/cpuinfo") -> bool:
 
 
 def mixed_policy(has_gpu: bool | None = None, has_bf16: bool | None = None) -> str:
-    """'mixed_float16' with a GPU, else 'mixed_bfloat16' on a CPU with bfloat16 instructions;
-    ValueError (one line) otherwise."""
+    """'mixed_float16' with a GPU, else 'mixed_bfloat16' on a CPU with bfloat16 instructions,
+    else 'float32' (emulated reduced precision would be slower than float32; callers say so)."""
     if has_gpu is None:
         import tensorflow as tf
 
@@ -34,9 +35,7 @@ def mixed_policy(has_gpu: bool | None = None, has_bf16: bool | None = None) -> s
         return "mixed_float16"
     if cpu_has_bf16() if has_bf16 is None else has_bf16:
         return "mixed_bfloat16"
-    raise ValueError("--mixed_precision needs a GPU (float16) or a CPU with bfloat16 instructions "
-                     "(AVX512-BF16 or AMX); this machine has neither, and emulated reduced "
-                     "precision is slower than float32")
+    return "float32"
 
 
 def loss_scaling(policy: str) -> bool:

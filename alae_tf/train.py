@@ -86,7 +86,7 @@ flags.DEFINE_integer("keep_checkpoints", 3, "Checkpoints kept.")
 flags.DEFINE_float("log_seconds", 10, "Seconds between progress lines.")
 flags.DEFINE_boolean("jit", False, "XLA-compile the gradient computations.")
 flags.DEFINE_boolean("mixed_precision", False, "Reduced-precision compute: float16 with loss scaling "
-                     "on a GPU, bfloat16 on a CPU with AVX512-BF16 / AMX.")
+                     "on a GPU, bfloat16 on a CPU with AVX512-BF16 / AMX, float32 (with a warning) elsewhere.")
 # Reliability.
 flags.DEFINE_enum("nan_policy", "stop", ["stop", "rollback"], "On a non-finite loss: stop (keeping the last "
                   "good checkpoint), or roll back to it and continue with the learning rate halved.")
@@ -234,7 +234,11 @@ def build(argv_flags=FLAGS):
     if f.mixed_precision:
         policy = precision.mixed_policy()
         keras.mixed_precision.set_dtype_policy(policy)
-        logging.info("--mixed_precision: %s", policy)
+        if policy == "float32":
+            logging.warning("--mixed_precision: this machine has no GPU and no bfloat16 instructions "
+                            "(AVX512-BF16 / AMX): training in float32")
+        else:
+            logging.info("--mixed_precision: %s", policy)
 
     layer_count = f.layer_count if progressive else 1
     try:

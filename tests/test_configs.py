@@ -5,6 +5,7 @@ its yaml files (merged into its defaults.py; written by tests/fixtures/make_rele
 """
 from __future__ import annotations
 
+import glob
 import json
 import os
 
@@ -54,3 +55,18 @@ def test_defaults_are_the_release_defaults():
     assert ALAEConfig().w_avg_decay == rel["w_avg_decay"]
     adam = make_adam(0.001, mixed_precision=False)
     assert [adam.beta_1, adam.beta_2] == rel["adam_betas"]
+
+
+@pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(REPO, "configs", "*.cfg"))),
+                         ids=os.path.basename)
+def test_every_config_parses(path, monkeypatch):
+    from alae_tf import train
+
+    monkeypatch.chdir(REPO)  # nested --flagfile paths are relative to the repository root
+    train.check_flagfiles([f"--flagfile={path}"])
+    train.FLAGS.unparse_flags()
+    try:
+        train.FLAGS(["train", f"--flagfile={path}"])  # unknown flags and bad values raise here
+        assert train.FLAGS.output_dir.startswith("runs/")
+    finally:
+        train.FLAGS.unparse_flags()

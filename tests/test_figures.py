@@ -127,3 +127,16 @@ def test_figure_errors(exports, folder, tmp_path, capsys):
         main(["figures", "sideways"])
     assert e.value.code == 1
     assert capsys.readouterr().err.startswith("error: give one figure kind: generate | ")
+
+
+@pytest.mark.parametrize("n, shape", [(36, (6, 6)), (32, (4, 8)), (16, (4, 4)), (6, (2, 3)),
+                                      (12, (3, 4)), (7, (3, 3))])
+def test_default_grid_fills_every_row_when_it_can(n, shape):
+    from alae_tf.training.summaries import grid
+
+    images = np.arange(1, n + 1, dtype=np.uint8).reshape(n, 1, 1, 1)
+    tiled = grid(images)[..., 0]
+    assert tiled.shape == shape
+    filled = tiled[tiled > 0]
+    np.testing.assert_array_equal(filled, np.arange(1, n + 1))  # row-major, nothing dropped
+    assert (tiled == 0).sum() == shape[0] * shape[1] - n  # empty only where no near-square rectangle holds n

@@ -44,7 +44,7 @@ class LoopConfig:
     mirror: bool = False  # flips each real with p = 1/2 in the step, on the device
     data_memory_bytes: int = data_lib.IN_MEMORY_BYTES  # see data.make_dataset's memory_bytes
     seed: int = 0
-    grid_size: int = 32
+    grid_size: int = 36  # samples in the snapshot grids (6 x 6)
     data_lod_offset: int = 0  # dataset LOD = model LOD + offset (the MLP model has one LOD)
     nan_policy: str = "stop"  # stop | rollback
     max_rollbacks: int = 3
@@ -382,8 +382,10 @@ class Trainer:
     def snapshot(self, seen: int, lod: int, alpha: float, fixed_reals):
         grids = self.model.summary_images(self.grid_z, fixed_reals, lod, alpha)
         columns = {"reconstructions": int(fixed_reals.shape[0])}
-        self.summaries.images(grids, seen, columns, png_tag=f"{seen // 1000:06d}kimg")
+        written = self.summaries.images(grids, seen, columns, png_tag=f"{seen // 1000:06d}kimg")
         self.summaries.flush()
+        if written:
+            logging.info("grids: %s", ", ".join(written))
 
 
 _LOST_WORKER = (tf.errors.UnavailableError, tf.errors.AbortedError, tf.errors.CancelledError,
