@@ -64,6 +64,8 @@ flags.DEFINE_float("epochs_per_lod", 16, "Epochs per LOD; the first half of each
 flags.DEFINE_float("kimg_per_lod", 0, "Thousands of images per LOD; overrides --epochs_per_lod when > 0.")
 flags.DEFINE_float("epochs", 300, "Length of training in epochs.")
 flags.DEFINE_float("total_kimg", 0, "Length of training in thousands of images; overrides --epochs when > 0.")
+flags.DEFINE_float("time_limit_minutes", 0, "When > 0, stop after this many minutes of training in this process "
+                   "(grids and a checkpoint first, exit 0); the same command continues.")
 flags.DEFINE_enum("fade", "cosine", ["cosine", "linear"], "Fade-in ramp: cosine (release) or linear (StyleGAN).")
 flags.DEFINE_integer("start_lod", 0, "First LOD trained.")
 # Data and run.
@@ -262,7 +264,7 @@ def build(argv_flags=FLAGS):
         snapshot_images=max(1, int(f.snapshot_kimg * 1000)),
         checkpoint_images=max(1, int(f.checkpoint_kimg * 1000)), keep_checkpoints=f.keep_checkpoints,
         log_seconds=f.log_seconds, mirror=f.mirror, data_memory_bytes=f.data_memory_mb << 20,
-        seed=f.seed, nan_policy=f.nan_policy,
+        seed=f.seed, nan_policy=f.nan_policy, time_limit_seconds=f.time_limit_minutes * 60,
         max_rollbacks=f.max_rollbacks, deterministic=f.deterministic, skip_corrupt_records=f.skip_corrupt_records,
         data_lod_offset=int(math.log2(resolution)) - 2 - config.top_lod)
 

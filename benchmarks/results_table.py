@@ -1,50 +1,117 @@
-"""Prints the markdown table of docs/results.md from the runs of benchmarks/results_mnist5k.sh.
+"""The docs/results.md tables from the runs of benchmarks/results_mnist5k.sh.
 
-    python benchmarks/results_table.py runs/results
+    python benchmarks/results_table.py runs/results [--grids=docs/results]
+    python benchmarks/results_table.py --checkpoint_at=MINUTES RUN.train.log
+
+The first form prints the tables (and copies each run's last sample and reconstruction grids into
+--grids); the second prints the last checkpoint a training log saved within MINUTES of training.
 """
 from __future__ import annotations
 
+import argparse
+import datetime
 import json
 import os
-import sys
+import re
+import shutil
 
-ORDER = ["quickstart", "quickstart400", "alae_style", "ae", "dae", "sae", "vae", "vaegan", "dcgan", "stylegan"]
+EQUAL_TIME = ["stylealae", "stylegan", "alae_mlp", "dcgan", "vae", "vaegan", "ae", "dae", "sae"]
+BY_TIME = ["stylealae", "stylealae_10min", "stylealae_20min", "stylegan", "stylegan_20min"]
 COLUMNS = [("domain_fid", "domain FID (samples)", "{:.1f}"), ("domain_fid_rec", "domain FID (rec.)", "{:.1f}"),
            ("latent_probe/codes/1nn", "1-NN codes", "{:.3f}"), ("latent_probe/codes/svm", "SVM codes", "{:.3f}"),
            ("recon_mse", "rec. MSE", "{:.4f}"), ("label_preservation", "labels kept", "{:.3f}")]
+_LINE = re.compile(r"^[IWE]\d{4} (\d\d:\d\d:\d\d\.\d+) .*?\] (.*)$")
 
 
-def times(folder: str) -> dict[str, str]:
-    """model -> training seconds, from times.txt ("model: trained in N s")."""
-    out = {}
-    path = os.path.join(folder, "times.txt")
-    if os.path.exists(path):
-        for line in open(path):
-            name, _, rest = line.partition(": trained in ")
-            out[name.strip()] = rest.split()[0] if rest else ""
-    return out
+def log_events(path: str) -> tuple[datetime.datetime | None, list[tuple[float, str]]]:
+    """(start of training, [(seconds after it, checkpoint path)]) of a training log.
+
+    Training starts at the first "LOD n (..)" line; checkpoints are the "saved PATH" lines.
+    """
+    start, saved, day = None, [], 0
+    last = None
+    with open(path) as fh:
+        for line in fh:
+            m = _LINE.match(line)
+            if not m:
+                continue
+            t = datetime.datetime.strptime(m.group(1), "%H:%M:%S.%f") + datetime.timedelta(days=day)
+            if last and t < last:  # past midnight
+                day += 1
+                t += datetime.timedelta(days=1)
+            last = t
+            message = m.group(2)
+            if start is None and re.match(r"LOD \d+ \(", message):
+                start = t
+            elif start is not None and message.startswith("saved "):
+                saved.append(((t - start).total_seconds(), message[len("saved "):].strip()))
+    return start, saved
 
 
-def main(folder: str):
-    seconds = times(folder)
-    header = ["run", "model", "kimg", "train s", *(title for _, title, _ in COLUMNS)]
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
+def checkpoint_at(log: str, minutes: float) -> str:
+    """The last checkpoint saved within ``minutes`` of training."""
+    _, saved = log_events(log)
+    within = [path for seconds, path in saved if seconds <= minutes * 60]
+    if not within:
+        raise SystemExit(f"error: {log}: no checkpoint saved within {minutes} minutes of training")
+    return within[-1]
+
+
+def _row(folder: str, name: str) -> dict | None:
+    path = os.path.join(folder, f"{name}.eval", "metrics.json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as fh:
+        result = json.load(fh)
+    run = name[: -len("_10min")] + "_20min" if name.endswith("_10min") else name
+    _, saved = log_events(os.path.join(folder, f"{run}.train.log"))
+    step = int(result["step"])
+    seconds = next((s for s, p in saved if p.endswith(f"ckpt-{step}")), None)
+    return dict(name=name, run=run, kind=result["kind"], step=step, seconds=seconds, values=result["metrics"])
+
+
+def table(rows: list[dict]) -> list[str]:
+    header = ["run", "model", "minutes", "kimg", *(title for _, title, _ in COLUMNS)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     pixels = None
-    for name in ORDER:
-        path = os.path.join(folder, name, "eval", "metrics.json")
-        if not os.path.exists(path):
-            continue
-        with open(path) as fh:
-            result = json.load(fh)
-        values = result["metrics"]
+    for r in rows:
+        values = r["values"]
         pixels = pixels or {k: values.get(f"latent_probe/pixels/{k}") for k in ("1nn", "svm")}
-        cells = [name, result["kind"], f"{result['step'] / 1000:.0f}", seconds.get(name, "")]
+        minutes = "" if r["seconds"] is None else f"{r['seconds'] / 60:.1f}"
+        cells = [r["name"], r["kind"], minutes, f"{r['step'] / 1000:.0f}"]
         cells += ["n/a" if key not in values else fmt.format(values[key]) for key, _, fmt in COLUMNS]
-        print("| " + " | ".join(cells) + " |")
-    if pixels:
-        print(f"| raw pixels | - | - | - | - | - | {pixels['1nn']:.3f} | {pixels['svm']:.3f} | - | - |")
+        lines.append("| " + " | ".join(cells) + " |")
+    if pixels and pixels["1nn"] is not None:
+        lines.append(f"| raw pixels | - | - | - | - | - | {pixels['1nn']:.3f} | {pixels['svm']:.3f} | - | - |")
+    return lines
+
+
+def copy_grids(folder: str, rows: list[dict], grids: str):
+    """RUN_samples.png and RUN_reconstructions.png of each row's checkpoint, into ``grids``."""
+    os.makedirs(grids, exist_ok=True)
+    for r in rows:
+        for kind in ("samples", "reconstructions"):
+            src = os.path.join(folder, r["run"], "images", f"{kind}_{r['step'] // 1000:06d}kimg.png")
+            if os.path.exists(src):
+                shutil.copyfile(src, os.path.join(grids, f"{r['name']}_{kind}.png"))
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("path", help="results folder, or a training log with --checkpoint_at")
+    parser.add_argument("--checkpoint_at", type=float, help="minutes of training")
+    parser.add_argument("--grids", help="folder to copy the grids into")
+    args = parser.parse_args()
+    if args.checkpoint_at is not None:
+        print(checkpoint_at(args.path, args.checkpoint_at))
+        return
+    for title, names in (("Equal wall time", EQUAL_TIME), ("StyleALAE and StyleGAN mode by training time", BY_TIME)):
+        rows = [r for r in (_row(args.path, n) for n in names) if r]
+        print(f"\n### {title}\n")
+        print("\n".join(table(rows)))
+        if args.grids:
+            copy_grids(args.path, rows, args.grids)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "runs/results")
+    main()

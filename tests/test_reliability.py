@@ -145,6 +145,39 @@ def test_sigint_checkpoints_at_the_step_boundary_and_restores_the_handler(digits
     assert signal.getsignal(signal.SIGINT) is before
 
 
+class _SlowTrainer(Trainer):
+    """Each step takes at least 0.2 s of wall time, so a time limit falls between known steps."""
+
+    def _step_fn(self, lod, global_batch):
+        inner = super()._step_fn(lod, global_batch)
+
+        def step(iterator, alpha):
+            time.sleep(0.2)
+            return inner(iterator, alpha)
+
+        return step
+
+
+def test_time_limit_ends_with_grids_and_a_checkpoint_and_the_rerun_continues(digits, tmp_path):
+    def trainer(limit):
+        return _SlowTrainer(lambda: ALAE(ALAEConfig(**MLP)), Schedule(1, 0, [8], [0.002]),
+                            tf.distribute.get_strategy(), _loop(tmp_path, digits, 10**6, time_limit_seconds=limit))
+
+    first = trainer(0.5)
+    assert set(first.run()) >= {"loss_d", "loss_g", "loss_lae"}  # a normal end, not Interrupted
+    seen = int(first.images_seen.numpy())
+    # The limit is checked before each step and step k starts >= 0.2 (k - 1) s in, so the stop
+    # request rides on step 2 (a slow first step) to 4 at the latest, and that step is the last.
+    assert seen == 8 * int(first.model.step.numpy()) and 16 <= seen <= 32
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith(f"ckpt-{seen}")
+    assert sorted(os.listdir(tmp_path / "images")) == ["reconstructions_000000kimg.png", "samples_000000kimg.png"]
+
+    second = trainer(0.5)
+    second.run()
+    assert int(second.images_seen.numpy()) > seen  # restored, then went on
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith(f"ckpt-{int(second.images_seen.numpy())}")
+
+
 # ----------------------------------------------------------------------------------------- kill -9
 @pytest.fixture(scope="module")
 def uninterrupted(digits, tmp_path_factory):

@@ -48,6 +48,7 @@ class LoopConfig:
     data_lod_offset: int = 0  # dataset LOD = model LOD + offset (the MLP model has one LOD)
     nan_policy: str = "stop"  # stop | rollback
     max_rollbacks: int = 3
+    time_limit_seconds: float = 0.0  # > 0: stop (grids, checkpoint) after this much training in this process
     deterministic: bool = False  # data order reproduced exactly on resume (skips consumed batches)
     skip_corrupt_records: bool = False
     handle_signals: bool = True  # SIGTERM / SIGINT: checkpoint, then Interrupted
@@ -117,8 +118,9 @@ class Trainer:
         self.images_seen, self.state_lod = progress["images_seen"], progress["lod"]
         self.data_start, self.lr_scale, self.rollbacks = (
             progress["data_start"], progress["lr_scale"], progress["rollbacks"])
-        # This worker's stop request; summed over workers every step so all stop together.
-        self._stop_request = tf.Variable(0.0, trainable=False, name="stop_request")
+        # This worker's stop requests (a signal, the time limit); summed over workers every step so
+        # that all stop at the same step.
+        self._stop_request = tf.Variable([0.0, 0.0], trainable=False, name="stop_request")
         items = dict(self.model.checkpoint_items(), **progress)
         self.checkpointer = Checkpointer(config.output_dir, items, self.chief, config.keep_checkpoints)
         self.summaries = Summaries(config.output_dir, self.chief)
@@ -235,7 +237,7 @@ class Trainer:
         terms: dict = {}
         next_snapshot = (seen // cfg.snapshot_images + 1) * cfg.snapshot_images
         next_checkpoint = (seen // cfg.checkpoint_images + 1) * cfg.checkpoint_images
-        last_log = t_rate = time.time()
+        last_log = t_rate = t_start = time.time()
         seen_at_rate = seen
         rate = 0.0
         steps = 0
@@ -257,7 +259,9 @@ class Trainer:
                 res = 4 * 2 ** (lod + cfg.data_lod_offset)
                 logging.info("LOD %d (%dx%d): batch %d, learning rate %g", lod, res, res, batch, learning_rate)
             if self._signal is not None:
-                self._stop_request.assign(1.0)
+                self._stop_request[0].assign(1.0)
+            if cfg.time_limit_seconds > 0 and time.time() - t_start >= cfg.time_limit_seconds:
+                self._stop_request[1].assign(1.0)
             alpha_var.assign(phase.alpha)
             try:
                 terms, stop = step(iterator, alpha_var)
@@ -297,26 +301,34 @@ class Trainer:
             seen += batch
             steps += 1
             self.images_seen.assign(seen)
-            if float(stop) > 0:
+            stop = stop.numpy()
+            if stop[0] > 0:
                 self._interrupt(seen)
-            if steps % cfg.summary_steps == 0 or seen >= cfg.total_images:
+            last = seen >= cfg.total_images or stop[1] > 0
+            if steps % cfg.summary_steps == 0 or last:
                 self.summaries.scalars(
                     dict(values, lod=lod, alpha=phase.alpha, learning_rate=phase.learning_rate * float(self.lr_scale.numpy()),
                          images_per_second=rate, kimg=seen / 1000, skipped_records=self.skipped_records), seen)
             now = time.time()
-            if now - last_log >= cfg.log_seconds or seen >= cfg.total_images:
+            if now - last_log >= cfg.log_seconds or last:
                 rate = (seen - seen_at_rate) / max(now - t_rate, 1e-9)
                 t_rate, seen_at_rate, last_log = now, seen, now
                 eta = (cfg.total_images - seen) / max(rate, 1e-9)
+                if cfg.time_limit_seconds > 0:
+                    eta = max(0.0, min(eta, cfg.time_limit_seconds - (now - t_start)))
                 losses = " ".join(f"{k} {v:.4f}" for k, v in sorted(values.items()))
                 logging.info("kimg %.1f/%.1f lod %d alpha %.3f %s | %.1f img/s ETA %s", seen / 1000,
                              cfg.total_images / 1000, lod, phase.alpha, losses, rate, _hms(eta))
-            if seen >= next_snapshot or seen >= cfg.total_images:
+            if seen >= next_snapshot or last:
                 self.snapshot(seen, lod, phase.alpha, fixed_reals)
                 next_snapshot += cfg.snapshot_images
-            if seen >= next_checkpoint or seen >= cfg.total_images:
+            if seen >= next_checkpoint or last:
                 self.checkpointer.save(seen)
                 next_checkpoint += cfg.checkpoint_images
+            if stop[1] > 0:
+                logging.info("time limit: stopped after %s of training at %.1f of %.1f kimg; the same "
+                             "command continues", _hms(time.time() - t_start), seen / 1000, cfg.total_images / 1000)
+                break
         if self.skipped_records:
             logging.warning("skipped %d corrupt record(s) of %s (--skip_corrupt_records)",
                             self.skipped_records, cfg.data_dir)
