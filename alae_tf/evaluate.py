@@ -11,196 +11,28 @@ and file formats: docs/metrics.md.
 """
 from __future__ import annotations
 
-import inspect
 import json
-import math
 import os
 import sys
 import time
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
+from alae_tf.inference import SAVED_MODEL_FILE, Dataset, Model, dataset_exists, first_line, open_model
+from alae_tf.metrics import domain, fid, precision_recall, probe
 from alae_tf.metrics import ppl as ppl_lib
+from alae_tf.metrics.lpips import LPIPS, downsample_to
 
-METRICS = ("fid", "fid_rec", "precision_recall", *ppl_lib.METRICS, "lpips", "recon_mse", "latent_probe",
-           "domain_fid", "domain_fid_rec", "label_preservation", "class_histogram",
-           "domain_precision_recall")
-INCEPTION_METRICS = {"fid", "fid_rec", "precision_recall"}
-DOMAIN_METRICS = {"domain_fid", "domain_fid_rec", "label_preservation", "class_histogram",
-                  "domain_precision_recall"}
-LPIPS_METRICS = {"lpips", *ppl_lib.METRICS}
-ENCODER_METRICS = {"fid_rec", "domain_fid_rec", "lpips", "recon_mse", "latent_probe", "label_preservation"}
-MAPPING_METRICS = {"ppl_wfull", "ppl_wend"}
 EVAL_DIR = "eval"
 JSON_FILE, MD_FILE = "metrics.json", "metrics.md"
+FLAGS_FILE = "flags.txt"  # the training command's flags (alae_tf.train), after a "# cwd: DIR" line
 
 
 # ----------------------------------------------------------------------------------------------
-# Models: one numpy interface (NHWC float [-1, 1]) over a run's model and an exported SavedModel
+# What the metrics share: a few passes over samples and splits, each run once on first use
 # ----------------------------------------------------------------------------------------------
-
-def _accepted(fn, **kwargs) -> dict:
-    """The keyword arguments among ``kwargs`` that ``fn`` accepts (models differ: ALAE's
-    generate/decode take ``noise``, the baselines' do not)."""
-    try:
-        params = inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return {}
-    if any(p.kind == p.VAR_KEYWORD for p in params.values()):
-        return kwargs
-    return {k: v for k, v in kwargs.items() if k in params}
-
-
-class RunModel:
-    """A model of alae_tf.runs.load_run (ALAE or a baseline of the same interface)."""
-
-    def __init__(self, model, step: int = 0):
-        c = model.config
-        self.model, self.step = model, int(step)
-        self.name = str(getattr(c, "model", type(model).__name__))
-        self.resolution, self.channels = int(c.resolution), int(c.channels)
-        self.latent_size = int(c.latent_size)
-        self.can_encode = bool(getattr(model, "can_encode", True))
-        ema = getattr(model, "ema", None)
-        self._map = getattr(model, "map", None) or getattr(ema, "F", None)
-
-    @property
-    def has_mapping(self) -> bool:
-        return self._map is not None
-
-    @staticmethod
-    def _np(x) -> np.ndarray:
-        return np.asarray(x, np.float32)
-
-    def generate(self, z):
-        import tensorflow as tf
-
-        fn = self.model.generate
-        return self._np(fn(tf.constant(z, tf.float32), **_accepted(fn, truncation=False, noise=False)))
-
-    def map(self, z):
-        import tensorflow as tf
-
-        return self._np(self._map(tf.constant(z, tf.float32)))
-
-    def encode(self, x):
-        import tensorflow as tf
-
-        return self._np(self.model.encode(tf.constant(x, tf.float32)))
-
-    def decode(self, w):
-        import tensorflow as tf
-
-        fn = self.model.decode
-        return self._np(fn(tf.constant(w, tf.float32), **_accepted(fn, noise=False)))
-
-    def reconstruct(self, x):
-        return self.decode(self.encode(x))
-
-
-class SavedModelModel:
-    """A SavedModel of alae_tf.export (see docs/export.md); truncation off (psi = 1)."""
-
-    def __init__(self, path: str):
-        import tensorflow as tf
-
-        if not os.path.exists(os.path.join(path, "saved_model.pb")):
-            raise ValueError(f"--saved_model={path}: not a SavedModel (no saved_model.pb)")
-        try:
-            sm = tf.saved_model.load(path)
-            self.resolution = int(sm.resolution.numpy())
-            self.latent_size = int(sm.latent_size.numpy())
-            self.channels = int(sm.encode.input_signature[0].shape[-1])
-        except (AttributeError, tf.errors.OpError) as e:
-            raise ValueError(f"--saved_model={path}: not a SavedModel of alae_tf.export "
-                             f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from None
-        self.sm, self.name, self.step = sm, "saved_model", 0
-        self.can_encode = self.has_mapping = True
-        self._one = tf.constant(1.0)
-
-    def generate(self, z):
-        return self.sm.generate(np.asarray(z, np.float32), self._one)["images_float"].numpy()
-
-    def map(self, z):
-        return self.sm.map(np.asarray(z, np.float32))["w"].numpy()
-
-    def encode(self, x):
-        return self.sm.encode_float(np.asarray(x, np.float32))["w"].numpy()
-
-    def decode(self, w):
-        return self.sm.decode(np.asarray(w, np.float32))["images_float"].numpy()
-
-    def reconstruct(self, x):
-        return self.decode(self.encode(x))
-
-
-def open_run(run_dir: str, checkpoint: str | None = None) -> RunModel:
-    import tensorflow as tf
-
-    from alae_tf.runs import load_run
-
-    if not os.path.isdir(run_dir):
-        raise ValueError(f"--run_dir={run_dir}: no such directory")
-    model = load_run(run_dir, checkpoint)
-    path = checkpoint or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
-    try:
-        step = int(tf.train.load_variable(path, "images_seen/.ATTRIBUTES/VARIABLE_VALUE"))
-    except (tf.errors.OpError, ValueError):
-        step = int(getattr(model, "step", 0) or 0)
-    return RunModel(model, step)
-
-
-# ----------------------------------------------------------------------------------------------
-# Data
-# ----------------------------------------------------------------------------------------------
-
-class Split:
-    """One dataset (a split) read at the model's resolution, in file order."""
-
-    def __init__(self, path: str, flag: str, resolution: int, channels: int):
-        from alae_tf.data import describe
-
-        self.path, self.flag = path, flag
-        try:
-            self.info = describe(path)
-            self.lod = int(round(math.log2(resolution))) - 2
-            self.info.level_for_lod(self.lod)
-        except ValueError as e:
-            raise ValueError(f"{flag}={path}: {str(e).splitlines()[0]}") from None
-        if self.info.channels != channels:
-            raise ValueError(f"{flag}={path} has {self.info.channels}-channel images, the model "
-                             f"{channels}")
-        self.count = self.info.count
-
-    @property
-    def has_labels(self) -> bool:
-        return bool(self.info.has_labels)
-
-    def batches(self, count: int, batch_size: int, labels: bool = False) -> Iterator:
-        """Batches (images float32 NHWC [-1, 1], labels or None) of the first ``count`` images."""
-        from alae_tf.data import make_dataset
-
-        if labels and not self.has_labels:
-            raise ValueError(f"{self.flag}={self.path} has no labels")
-        count = min(count, self.count)
-        # whole batches only (make_dataset drops a remainder): a divisor of the record count
-        b = next(d for d in range(min(batch_size, self.count), 0, -1) if self.count % d == 0)
-        ds = make_dataset(self.path, self.lod, b, labels=labels, shuffle=False, repeat=False,
-                          info=self.info)
-        seen = 0
-        for item in ds:
-            x, y = item if labels else (item, None)
-            take = min(b, count - seen)
-            yield x.numpy()[:take], (None if y is None else y.numpy()[:take])
-            seen += take
-            if seen >= count:
-                return
-
-
-def default_test_dir(data_dir: str) -> str:
-    return data_dir.rstrip("/") + "_test"
-
 
 def _collect(batches: Iterable, consumers: dict[str, Callable]) -> dict[str, np.ndarray]:
     """Runs every consumer on every batch; concatenates each consumer's outputs."""
@@ -217,6 +49,187 @@ def _latent_batches(seed: int, num: int, latent_size: int, batch_size: int) -> I
         yield rng.standard_normal((min(batch_size, num - start), latent_size)).astype(np.float32)
 
 
+class Shared:
+    """The passes of one evaluation. ``get(name)`` runs pass ``name`` once, computing the items
+    that the metrics' ``uses`` ("name:item") ask of it:
+
+    real / fake / rec: features ("inception", "domain", "classes") of the training split, of
+    samples, of the training split's reconstructions; held: codes, pixels and labels of the
+    held-out split, with "lpips", "mse" and "pred" (classifier's predictions); train: codes,
+    pixels and labels of the training split."""
+
+    def __init__(self, model: Model, uses: set[str], train: Dataset, test: Dataset | None,
+                 n_real: int, num_images: int, batch_size: int, seed: int, inception, lpips,
+                 classifier, log):
+        self.model, self.uses, self.train, self.test, self.n_real = model, uses, train, test, n_real
+        self.num_images, self.bs, self.seed, self.log = num_images, batch_size, seed, log
+        self.inception, self.lpips, self.classifier = inception, lpips, classifier
+        self.features = {"inception": inception}
+        if classifier is not None:
+            self.features.update(domain=classifier.features, classes=classifier.predict)
+        self.n_test = min(num_images, test.count) if test is not None else 0
+        self._done: dict[str, dict] = {}
+
+    def get(self, name: str) -> dict:
+        if name not in self._done:
+            items = {u.split(":")[1] for u in self.uses if u.startswith(name + ":")}
+            t0 = time.time()
+            self._done[name], label = getattr(self, "_" + name)(items)
+            self.log(f"{label}: {time.time() - t0:.1f} s")
+        return self._done[name]
+
+    def real_batches(self):
+        return (x for x, _ in self.train.batches(self.n_real, self.bs))
+
+    def _real(self, items):
+        nets = {"inception": self.inception, "domain": self.classifier and self.classifier.feature_net()}
+        return {k: fid.cached_features(self.train.path, self.model.resolution, nets[k], self.n_real,
+                                       lambda: np.concatenate(list(self.real_batches())), self.log)
+                for k in items}, "real features"
+
+    def _fake(self, items):
+        z = _latent_batches(self.seed, self.num_images, self.model.latent_size, self.bs)
+        return (_collect((self.model.generate(b) for b in z), {k: self.features[k] for k in items}),
+                f"{self.num_images} samples")
+
+    def _rec(self, items):
+        return (_collect((self.model.reconstruct(x) for x in self.real_batches()),
+                         {k: self.features[k] for k in items}), f"{self.n_real} reconstructions")
+
+    def _held(self, items):
+        acc = {k: [] for k in ("codes", "pixels", "labels", "lpips", "mse", "rec_pred", "orig_pred")}
+        for x, y in self.test.batches(self.n_test, self.bs, labels=bool(items & {"pred", "codes"})):
+            codes = self.model.encode(x)
+            r = self.model.decode(codes) if items - {"codes"} else None
+            if "mse" in items:
+                acc["mse"].append(np.mean((np.asarray(r, np.float64) - x) ** 2, axis=(1, 2, 3)))
+            if "lpips" in items:
+                acc["lpips"].append(self.lpips(downsample_to(x), downsample_to(r)))
+            if "pred" in items:
+                acc["rec_pred"].append(self.classifier.predict(r))
+                acc["orig_pred"].append(self.classifier.predict(x))
+            acc["codes"].append(codes)
+            acc["pixels"].append(x.reshape(len(x), -1))
+            if y is not None:
+                acc["labels"].append(y)
+        return {k: np.concatenate(v) for k, v in acc.items() if v}, f"{self.n_test} held-out images"
+
+    def _train(self, items):
+        acc = {"codes": [], "pixels": [], "labels": []}
+        for x, y in self.train.batches(self.n_real, self.bs, labels=True):
+            acc["codes"].append(self.model.encode(x))
+            acc["pixels"].append(x.reshape(len(x), -1))
+            acc["labels"].append(y)
+        return {k: np.concatenate(v) for k, v in acc.items()}, "latent probe"
+
+
+# ----------------------------------------------------------------------------------------------
+# The registry
+# ----------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Metric:
+    """A metric: what it reads of the shared passes, the networks it needs (of "inception",
+    "lpips", "classifier"), whether the model must encode or map, and its computation
+    (Shared -> ({key: value}, details))."""
+
+    compute: Callable[[Shared], tuple[dict, dict]]
+    uses: tuple[str, ...] = ()
+    nets: tuple[str, ...] = ()
+    encoder: bool = False
+    mapping: bool = False
+
+
+def _tag(s: Shared, space: str) -> str:
+    return f"{space}:{(s.inception if space == 'inception' else s.classifier).tag}"
+
+
+def _fid(space: str, source: str) -> Callable:
+    def compute(s: Shared):
+        value = fid.fid_of_features(s.get("real")[space], s.get(source)[space])
+        if source == "fake":
+            return value, {"samples": s.num_images, "reals": s.n_real, "features": _tag(s, space)}
+        return value, {"images": s.n_real, "features": _tag(s, space)}
+    return compute
+
+
+def _precision_recall(space: str, name: str) -> Callable:
+    def compute(s: Shared):
+        pr = precision_recall.precision_recall(s.get("real")[space], s.get("fake")[space])
+        return {f"{name}/{k}": v for k, v in pr.items()}, {"samples": s.num_images, "reals": s.n_real, "features": _tag(s, space),
+                    "k": precision_recall.K}
+    return compute
+
+
+def _class_histogram(s: Shared):
+    counts = np.bincount(s.get("fake")["classes"], minlength=s.classifier.num_classes)
+    return (counts / s.num_images).tolist(), {"samples": s.num_images, "classifier": s.classifier.tag}
+
+
+def _held_out(key: str) -> Callable:
+    def compute(s: Shared):
+        held = s.get("held")
+        details = {"images": s.n_test, "split": s.test.path}
+        if key == "lpips":
+            return float(np.mean(held["lpips"])), {**details, "resolution": min(s.model.resolution, 256)}
+        if key == "recon_mse":
+            return float(np.mean(held["mse"])), {**details, "pixels": "[-1, 1]"}
+        return ({key: float(np.mean(held["rec_pred"] == held["labels"])),
+                 f"{key}/classifier_accuracy": float(np.mean(held["orig_pred"] == held["labels"]))},
+                {**details, "classifier": s.classifier.tag})
+    return compute
+
+
+def _latent_probe(s: Shared):
+    tr, te = s.get("train"), s.get("held")
+    values = probe.latent_probe(tr["codes"], tr["pixels"], tr["labels"], te["codes"], te["pixels"],
+                                te["labels"], s.seed)
+    return values, {"train": s.n_real, "test": s.n_test, "train_split": s.train.path,
+                    "test_split": s.test.path}
+
+
+def _ppl(space: str, sampling: str, crop: bool) -> Callable:
+    def compute(s: Shared):
+        t0, m = time.time(), s.model
+        d = ppl_lib.path_distances(space, sampling, s.num_images, m.latent_size, s.lpips,
+                                   generate=m.generate, mapping=m.map, decode=m.decode, crop=crop,
+                                   batch_size=s.bs, seed=s.seed + 1)
+        s.log(f"ppl_{space}{sampling}: {time.time() - t0:.1f} s")
+        return ppl_lib.filtered_mean(d), {"samples": s.num_images, "epsilon": ppl_lib.EPSILON,
+                                          "crop": crop, "resolution": min(m.resolution, 256)}
+    return compute
+
+
+def registry(ppl_crop: bool = False) -> dict[str, Metric]:
+    """name -> Metric, in the order of the outputs. A metric gives one value (its key: the name)
+    or a dict of values under their keys ("name/part")."""
+    fake = ("real:inception", "fake:inception")
+    dom = ("real:domain", "fake:domain")
+    return {
+        "fid": Metric(_fid("inception", "fake"), fake, ("inception",)),
+        "precision_recall": Metric(_precision_recall("inception", "precision_recall"), fake, ("inception",)),
+        "domain_fid": Metric(_fid("domain", "fake"), dom, ("classifier",)),
+        "domain_precision_recall": Metric(_precision_recall("domain", "domain_precision_recall"), dom, ("classifier",)),
+        "class_histogram": Metric(_class_histogram, ("fake:classes",), ("classifier",)),
+        "fid_rec": Metric(_fid("inception", "rec"), ("real:inception", "rec:inception"),
+                          ("inception",), encoder=True),
+        "domain_fid_rec": Metric(_fid("domain", "rec"), ("real:domain", "rec:domain"),
+                                 ("classifier",), encoder=True),
+        "lpips": Metric(_held_out("lpips"), ("held:lpips",), ("lpips",), encoder=True),
+        "recon_mse": Metric(_held_out("recon_mse"), ("held:mse",), encoder=True),
+        "label_preservation": Metric(_held_out("label_preservation"), ("held:pred",),
+                                     ("classifier",), encoder=True),
+        "latent_probe": Metric(_latent_probe, ("held:codes", "train:codes"), encoder=True),
+        **{name: Metric(_ppl(space, sampling, bool(ppl_crop)), (), ("lpips",), mapping=space == "w")
+           for name, (space, sampling) in ppl_lib.METRICS.items()},
+    }
+
+
+METRICS = tuple(registry())
+NET_NAMES = {"inception": "an Inception network", "lpips": "LPIPS weights",
+             "classifier": "a domain classifier"}
+
+
 # ----------------------------------------------------------------------------------------------
 # Evaluation
 # ----------------------------------------------------------------------------------------------
@@ -231,202 +244,80 @@ def parse_metrics(text) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def evaluate(model, metrics: list[str], data_dir: str, test_data_dir: str | None = None, *,
+def default_test_dir(data_dir: str) -> str:
+    return data_dir.rstrip("/") + "_test"
+
+
+def held_out_split(data_dir: str, test_data_dir: str | None, resolution: int | None = None,
+                   channels: int | None = None) -> Dataset | None:
+    """--test_data_dir, else <data_dir>_test; None only when no held-out set exists at all. A
+    held-out set that exists but cannot be read is an error, never replaced by --data_dir."""
+    if test_data_dir:
+        return Dataset(test_data_dir, resolution, channels, f"--test_data_dir={test_data_dir}")
+    path = default_test_dir(data_dir)
+    if not dataset_exists(path):
+        return None
+    try:
+        return Dataset(path, resolution, channels, f"held-out set {path}")
+    except ValueError as e:
+        raise ValueError(f"{e}; not using --data_dir in its place: repair it or pass "
+                         f"--test_data_dir=DATA") from None
+
+
+def evaluate(model: Model, metrics: list[str], data_dir: str, test_data_dir: str | None = None, *,
              num_images: int = 50000, batch_size: int = 64, seed: int = 0, inception=None,
              lpips=None, classifier=None, ppl_crop: bool = False, log=print) -> dict:
-    """Computes ``metrics`` of ``model`` (RunModel / SavedModelModel interface).
-
-    inception: a fid.FeatureNet; lpips: an lpips.LPIPS; classifier: a domain.DomainClassifier;
-    each is needed only by its metrics. Returns {"metrics": {key: value}, "details": {metric:
-    {...}}, "notes": [...]}."""
-    from alae_tf.metrics import domain, fid, precision_recall, probe
-    from alae_tf.metrics.lpips import downsample_to
-
+    """Computes ``metrics`` of ``model``. inception: a fid.FeatureNet; lpips: an lpips.LPIPS;
+    classifier: a domain.DomainClassifier; each is needed only by its metrics. Returns
+    {"metrics": {key: value}, "details": {metric: {...}}, "notes": [...]}."""
     if num_images < 4:
         raise ValueError(f"--num_images must be at least 4, got {num_images}")
-    values, details, notes = {}, {}, []
+    table, values, details, notes = registry(ppl_crop), {}, {}, []
     todo = []
     for m in metrics:
-        if m in ENCODER_METRICS and not model.can_encode:
+        if table[m].encoder and not model.has_encoder:
             notes.append(f"{m}: skipped, the model ({model.name}) has no encoder")
-        elif m in MAPPING_METRICS and not model.has_mapping:
+        elif table[m].mapping and not model.has_mapping:
             notes.append(f"{m}: skipped, the model ({model.name}) has no mapping network (W space)")
         else:
             todo.append(m)
-    need = set(todo)
-    for names, net, what in ((INCEPTION_METRICS, inception, "an Inception network"),
-                             (LPIPS_METRICS, lpips, "LPIPS weights"),
-                             (DOMAIN_METRICS, classifier, "a domain classifier")):
-        if need & names and net is None:
-            raise ValueError(f"{', '.join(sorted(need & names))} need(s) {what}")
-    if need & DOMAIN_METRICS:
+    given = {"inception": inception, "lpips": lpips, "classifier": classifier}
+    for net, what in NET_NAMES.items():
+        lacking = sorted(m for m in todo if net in table[m].nets)
+        if lacking and given[net] is None:
+            raise ValueError(f"{', '.join(lacking)} need(s) {what}")
+    uses = {u for m in todo for u in table[m].uses}
+    if any("classifier" in table[m].nets for m in todo):
         if (classifier.resolution, classifier.channels) != (model.resolution, model.channels):
             raise ValueError(f"the domain classifier takes {classifier.resolution}x"
                              f"{classifier.resolution}x{classifier.channels} images, the model "
                              f"makes {model.resolution}x{model.resolution}x{model.channels}: "
                              f"train one with --train_classifier --resolution={model.resolution}")
         notes.append(domain.NOT_COMPARABLE)
-    res, bs = model.resolution, batch_size
-    train = Split(data_dir, "--data_dir", res, model.channels)
+    train = Dataset(data_dir, model.resolution, model.channels, f"--data_dir={data_dir}")
     n_real = min(num_images, train.count)
-    if n_real < num_images and need - LPIPS_METRICS - {"latent_probe", "label_preservation", "recon_mse"}:
+    if n_real < num_images and any(u.split(":")[0] in ("real", "fake", "rec") for u in uses):
         notes.append(f"real images: {n_real} (all of --data_dir), fewer than --num_images={num_images}")
-
     test = None
-    if need & {"latent_probe", "lpips", "label_preservation", "recon_mse"}:
-        test_path = test_data_dir or default_test_dir(data_dir)
-        if test_data_dir or _exists(test_path):
-            test = Split(test_path, "--test_data_dir", res, model.channels)
-        elif "latent_probe" in need:
-            raise ValueError(f"latent_probe needs a held-out split: {test_path} does not exist; "
-                             f"pass --test_data_dir=DATA")
-        else:
+    if any(u.startswith("held:") for u in uses):
+        test = held_out_split(data_dir, test_data_dir, model.resolution, model.channels)
+        if test is None and "train:codes" in uses:
+            raise ValueError(f"latent_probe needs a held-out split: {default_test_dir(data_dir)} does "
+                             f"not exist; pass --test_data_dir=DATA")
+        if test is None:
             test = train
-            notes.append(f"no held-out split ({test_path}): lpips / recon_mse / label_preservation use "
-                         f"--data_dir")
-        if need & {"latent_probe", "label_preservation"} and not (train.has_labels and test.has_labels):
+            notes.append(f"no held-out split ({default_test_dir(data_dir)}): lpips / recon_mse / "
+                         f"label_preservation use --data_dir")
+        if uses & {"held:codes", "held:pred"} and not (train.has_labels and test.has_labels):
             raise ValueError(f"latent_probe / label_preservation need labels: {data_dir} or "
                              f"{test.path} has none")
-
-    def timed(name, t0):
-        log(f"{name}: {time.time() - t0:.1f} s")
-
-    def real_batches():
-        return (x for x, _ in train.batches(n_real, bs))
-
-    # -------- features of the reals (cached next to the dataset)
-    t0 = time.time()
-    real = {}
-    if need & {"fid", "fid_rec", "precision_recall"}:
-        real["inception"] = fid.cached_features(data_dir, res, inception, n_real,
-                                                lambda: np.concatenate(list(real_batches())), log)
-    dom_net = classifier.feature_net() if classifier is not None else None
-    if need & {"domain_fid", "domain_fid_rec", "domain_precision_recall"}:
-        real["domain"] = fid.cached_features(data_dir, res, dom_net, n_real,
-                                             lambda: np.concatenate(list(real_batches())), log)
-    if real:
-        timed("real features", t0)
-
-    # -------- samples
-    consumers = {}
-    if need & {"fid", "precision_recall"}:
-        consumers["inception"] = inception
-    if need & {"domain_fid", "domain_precision_recall"}:
-        consumers["domain"] = classifier.features
-    if "class_histogram" in need:
-        consumers["classes"] = classifier.predict
-    if consumers:
-        t0 = time.time()
-        fake = _collect((model.generate(z) for z in _latent_batches(seed, num_images,
-                                                                     model.latent_size, bs)),
-                        consumers)
-        timed(f"{num_images} samples", t0)
-        for space, fid_key, pr_key, net in (
-                ("inception", "fid", "precision_recall", inception),
-                ("domain", "domain_fid", "domain_precision_recall", classifier)):
-            common = {"samples": num_images, "reals": n_real,
-                      "features": f"{space}:{getattr(net, 'tag', '')}"}
-            if fid_key in need:
-                values[fid_key] = fid.fid_of_features(real[space], fake[space])
-                details[fid_key] = common
-            if pr_key in need:
-                for k, v in precision_recall.precision_recall(real[space], fake[space]).items():
-                    values[f"{pr_key}/{k}"] = v
-                details[pr_key] = {**common, "k": precision_recall.K}
-        if "class_histogram" in need:
-            counts = np.bincount(fake["classes"], minlength=classifier.num_classes)
-            values["class_histogram"] = (counts / num_images).tolist()
-            details["class_histogram"] = {"samples": num_images, "classifier": classifier.tag}
-
-    # -------- reconstructions of the training split
-    consumers = {}
-    if "fid_rec" in need:
-        consumers["inception"] = inception
-    if "domain_fid_rec" in need:
-        consumers["domain"] = classifier.features
-    if consumers:
-        t0 = time.time()
-        rec = _collect((model.reconstruct(x) for x in real_batches()), consumers)
-        timed(f"{n_real} reconstructions", t0)
-        if "fid_rec" in need:
-            values["fid_rec"] = fid.fid_of_features(real["inception"], rec["inception"])
-            details["fid_rec"] = {"images": n_real, "features": f"inception:{inception.tag}"}
-        if "domain_fid_rec" in need:
-            values["domain_fid_rec"] = fid.fid_of_features(real["domain"], rec["domain"])
-            details["domain_fid_rec"] = {"images": n_real, "features": f"domain:{classifier.tag}"}
-
-    # -------- the held-out split: LPIPS, label preservation, codes
-    if test is not None:
-        t0 = time.time()
-        n_test = min(num_images, test.count)
-        labelled = bool(need & {"latent_probe", "label_preservation"})
-        acc = {"codes": [], "labels": [], "lpips": [], "rec_pred": [], "orig_pred": [], "pixels": [], "mse": []}
-        for x, y in test.batches(n_test, bs, labels=labelled):
-            codes = model.encode(x)
-            if need & {"lpips", "label_preservation", "recon_mse"}:
-                r = model.decode(codes)
-            if "recon_mse" in need:
-                acc["mse"].append(np.mean((np.asarray(r, np.float64) - x) ** 2, axis=(1, 2, 3)))
-            if "lpips" in need:
-                acc["lpips"].append(lpips(downsample_to(x), downsample_to(r)))
-            if "label_preservation" in need:
-                acc["rec_pred"].append(classifier.predict(r))
-                acc["orig_pred"].append(classifier.predict(x))
-            acc["codes"].append(codes)
-            acc["pixels"].append(x.reshape(len(x), -1))
-            if y is not None:
-                acc["labels"].append(y)
-        acc = {k: np.concatenate(v) for k, v in acc.items() if v}
-        timed(f"{n_test} held-out images", t0)
-        if "lpips" in need:
-            values["lpips"] = float(np.mean(acc["lpips"]))
-            details["lpips"] = {"images": n_test, "split": test.path,
-                                "resolution": min(res, 256)}
-        if "recon_mse" in need:
-            values["recon_mse"] = float(np.mean(acc["mse"]))
-            details["recon_mse"] = {"images": n_test, "split": test.path, "pixels": "[-1, 1]"}
-        if "label_preservation" in need:
-            values["label_preservation"] = float(np.mean(acc["rec_pred"] == acc["labels"]))
-            values["label_preservation/classifier_accuracy"] = float(
-                np.mean(acc["orig_pred"] == acc["labels"]))
-            details["label_preservation"] = {"images": n_test, "split": test.path,
-                                             "classifier": classifier.tag}
-        if "latent_probe" in need:
-            t0 = time.time()
-            tr = {"codes": [], "pixels": [], "labels": []}
-            for x, y in train.batches(n_real, bs, labels=True):
-                tr["codes"].append(model.encode(x))
-                tr["pixels"].append(x.reshape(len(x), -1))
-                tr["labels"].append(y)
-            tr = {k: np.concatenate(v) for k, v in tr.items()}
-            values.update(probe.latent_probe(tr["codes"], tr["pixels"], tr["labels"], acc["codes"],
-                                             acc["pixels"], acc["labels"], seed))
-            details["latent_probe"] = {"train": n_real, "test": n_test, "train_split": train.path,
-                                       "test_split": test.path}
-            timed("latent probe", t0)
-
-    # -------- perceptual path lengths
-    for m in [m for m in todo if m in ppl_lib.METRICS]:
-        t0 = time.time()
-        space, sampling = ppl_lib.METRICS[m]
-        d = ppl_lib.path_distances(space, sampling, num_images, model.latent_size, lpips,
-                                   generate=model.generate, mapping=model.map, decode=model.decode,
-                                   crop=ppl_crop, batch_size=bs, seed=seed + 1)
-        values[m] = ppl_lib.filtered_mean(d)
-        details[m] = {"samples": num_images, "epsilon": ppl_lib.EPSILON, "crop": bool(ppl_crop),
-                      "resolution": min(res, 256)}
-        timed(m, t0)
+    shared = Shared(model, uses, train, test, n_real, num_images, batch_size, seed, inception,
+                    lpips, classifier, log)
+    for name, metric in table.items():
+        if name in todo:
+            value, details[name] = metric.compute(shared)
+            values.update(value if isinstance(value, dict) else {name: value})
     return {"metrics": values, "details": details, "notes": notes}
-
-
-def _exists(path: str) -> bool:
-    try:
-        from alae_tf.data import describe
-
-        describe(path)
-        return True
-    except ValueError:
-        return False
 
 
 # ----------------------------------------------------------------------------------------------
@@ -522,30 +413,17 @@ def _define_flags():
     flags.DEFINE_integer("resolution", 0, "--train_classifier resolution (default: the dataset's)")
 
 
-def _read_all(split: Split, count: int, batch_size: int):
-    xs, ys = zip(*split.batches(count, batch_size, labels=True))
-    return np.concatenate(xs), np.concatenate(ys)
-
-
 def train_classifier_cli(f) -> str:
-    from alae_tf.data import describe
-    from alae_tf.metrics import domain
-
     if not f.data_dir:
         raise ValueError("--train_classifier needs --data_dir=DATA (a labelled dataset)")
-    try:
-        info = describe(f.data_dir)
-    except ValueError as e:
-        raise ValueError(f"--data_dir={f.data_dir}: {str(e).splitlines()[0]}") from None
-    res = f.resolution or info.resolution
-    train = Split(f.data_dir, "--data_dir", res, info.channels)
+    train = Dataset(f.data_dir, f.resolution or None, None, f"--data_dir={f.data_dir}")
     if not train.has_labels:
         raise ValueError(f"--data_dir={f.data_dir} has no labels: the domain classifier needs them")
-    x, y = _read_all(train, train.count, 250)
-    test_path = f.test_data_dir or default_test_dir(f.data_dir)
-    if f.test_data_dir or _exists(test_path):
-        test = Split(test_path, "--test_data_dir", res, info.channels)
-        tx, ty = _read_all(test, test.count, 250)
+    res = train.resolution
+    x, y = train.arrays(train.count)
+    test = held_out_split(f.data_dir, f.test_data_dir, res, train.info.channels)
+    if test is not None:
+        (tx, ty), test_path = test.arrays(test.count), test.path
     else:
         cut = len(x) - max(1, len(x) // 10)
         x, y, tx, ty = x[:cut], y[:cut], x[cut:], y[cut:]
@@ -558,43 +436,60 @@ def train_classifier_cli(f) -> str:
             f"({test_path})\nwrote {path}")
 
 
+def recorded_data_dir(run_dir: str) -> str:
+    """The dataset that trained ``run_dir``: the last --data_dir of its flags.txt, a relative one
+    resolved against the folder training started in (when recorded), else the current one."""
+    path = os.path.join(run_dir, FLAGS_FILE)
+    try:
+        with open(path) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        raise ValueError(f"pass --data_dir=DATA: {path} (which records the run's dataset) cannot "
+                         f"be read") from None
+    recorded = [line.split("=", 1)[1] for line in lines if line.startswith("--data_dir=")]
+    if not recorded:
+        raise ValueError(f"pass --data_dir=DATA: {path} records no --data_dir")
+    data_dir = recorded[-1]
+    starts = [line.split(":", 1)[1].strip() for line in lines if line.startswith("# cwd:")]
+    for candidate in [os.path.join(d, data_dir) for d in starts] + [data_dir]:
+        if dataset_exists(candidate):
+            return candidate
+    raise ValueError(f"the run's dataset --data_dir={data_dir} (recorded in {path}) no longer "
+                     f"exists: pass --data_dir=DATA")
+
+
 def run_cli(f, log=print) -> dict:
     """Evaluates as the flags say; returns the merged record (also written to disk)."""
     metrics = parse_metrics(f.metrics)
     if bool(f.run_dir) == bool(f.saved_model):
         raise ValueError("pass exactly one of --run_dir=RUN and --saved_model=DIR")
-    if not f.data_dir:
-        raise ValueError("--data_dir is required (the dataset the model was trained on)")
-    if f.run_dir:
-        model = open_run(f.run_dir, f.checkpoint)
-        out_dir = f.output or os.path.join(f.run_dir, EVAL_DIR)
-        tb_dir = os.path.join(f.run_dir, "tensorboard")
-        source = f.run_dir
-    else:
-        model = SavedModelModel(f.saved_model)
-        out_dir = f.output or f.saved_model.rstrip("/") + "_eval"
-        tb_dir = os.path.join(out_dir, "tensorboard")
-        source = f.saved_model
-    need = set(metrics)
+    if f.run_dir and not os.path.isdir(f.run_dir):
+        raise ValueError(f"--run_dir={f.run_dir}: no such directory")
+    if f.saved_model and not os.path.exists(os.path.join(f.saved_model, SAVED_MODEL_FILE)):
+        raise ValueError(f"--saved_model={f.saved_model}: not a SavedModel (no {SAVED_MODEL_FILE})")
+    if not f.data_dir and not f.run_dir:
+        raise ValueError("--data_dir is required with --saved_model (the dataset the model was "
+                         "trained on)")
+    data_dir = f.data_dir or recorded_data_dir(f.run_dir)
+    source = f.run_dir or f.saved_model
+    model = open_model(source, f.checkpoint if f.run_dir else None)
+    out_dir = f.output or (os.path.join(f.run_dir, EVAL_DIR) if f.run_dir
+                           else f.saved_model.rstrip("/") + "_eval")
+    tb_dir = os.path.join(f.run_dir or out_dir, "tensorboard")
+    nets = {n for m in metrics for n in registry()[m].nets}
     lpips = classifier = inception = None
     # Networks before any long computation: their errors (missing weights) come early.
-    if need & LPIPS_METRICS:
-        from alae_tf.metrics.lpips import LPIPS
-
+    if "lpips" in nets:
         lpips = LPIPS.from_file(f.lpips_weights, f.batch_size)
-    if need & DOMAIN_METRICS:
-        from alae_tf.metrics.domain import default_path, load_classifier
-
-        classifier = load_classifier(f.classifier or default_path(f.data_dir))
-    if need & INCEPTION_METRICS:
-        from alae_tf.metrics.fid import inception_network
-
-        inception = inception_network(f.inception_weights)
-    result = evaluate(model, metrics, f.data_dir, f.test_data_dir, num_images=f.num_images,
+    if "classifier" in nets:
+        classifier = domain.load_classifier(f.classifier or domain.default_path(data_dir))
+    if "inception" in nets:
+        inception = fid.inception_network(f.inception_weights)
+    result = evaluate(model, metrics, data_dir, f.test_data_dir, num_images=f.num_images,
                       batch_size=f.batch_size, seed=f.seed, inception=inception, lpips=lpips,
                       classifier=classifier, ppl_crop=f.ppl_crop, log=log)
-    record = {"model": os.path.abspath(source), "kind": model.name, "step": model.step,
-              "data_dir": os.path.abspath(f.data_dir), "seed": f.seed, **result}
+    record = {"model": os.path.abspath(source), "kind": model.kind, "step": model.step,
+              "data_dir": os.path.abspath(data_dir), "seed": f.seed, **result}
     merged = write_outputs(out_dir, record, tb_dir)
     merged["output"] = out_dir
     return merged
@@ -612,7 +507,7 @@ def main(argv):
             return
         merged = run_cli(FLAGS)
     except (ValueError, OSError) as e:
-        print(f"error: {str(e).splitlines()[0] if str(e) else type(e).__name__}", file=sys.stderr)
+        print(f"error: {first_line(e)}", file=sys.stderr)
         sys.exit(1)
     print(markdown(merged), end="")
     print(f"wrote {os.path.join(merged['output'], JSON_FILE)} and {MD_FILE}")

@@ -19,20 +19,10 @@ import tensorflow as tf
 
 import alae_tf.networks.mlp  # noqa: F401  (registers the Keras layers for loading .keras files)
 import alae_tf.networks.style  # noqa: F401
+from alae_tf.images import to_float, to_uint8
 
 DEFAULT_OUTPUT = "export"  # inside the run directory
 KERAS_FILE = "networks.keras"
-
-
-def to_float(images):
-    """NHWC uint8 [0, 255] -> float32 [-1, 1]."""
-    return tf.cast(images, tf.float32) / 127.5 - 1.0
-
-
-def to_uint8(images):
-    """NHWC float [-1, 1] -> uint8 [0, 255] (clipped, rounded)."""
-    return tf.cast(tf.clip_by_value(tf.round((tf.cast(images, tf.float32) + 1.0) * 127.5), 0.0, 255.0),
-                   tf.uint8)
 
 
 class ExportModule(tf.Module):
@@ -50,6 +40,8 @@ class ExportModule(tf.Module):
         self.default_truncation_psi = tf.Variable(float(c.truncation_psi), trainable=False,
                                                   name="default_truncation_psi")
         self.num_styles = tf.Variable(int(nets.G.num_styles), trainable=False, name="num_styles")
+        self.model_name = tf.Variable(c.model, trainable=False, name="model_name")
+        self.channels = tf.Variable(int(c.channels), trainable=False, name="channels")
         self.resolution = tf.Variable(int(c.resolution), trainable=False, name="resolution")
         self.latent_size = tf.Variable(int(c.latent_size), trainable=False, name="latent_size")
         r, ch, lat, ns = c.resolution, c.channels, c.latent_size, nets.G.num_styles
@@ -110,9 +102,9 @@ class ExportModule(tf.Module):
 
 class BaselineExportModule(tf.Module):
     """A baseline model's inference functions (its ``generate``, ``encode``, ``decode``) as
-    signatures with ALAE's names: generate(z); encode(images) -> w (the model's code), encode_float,
-    decode(w), reconstruct(images) and serving_default = reconstruct when it can encode, else
-    serving_default = generate."""
+    signatures with ALAE's names: generate(z); map(z) -> w when it has a mapping network;
+    encode(images) -> w (the model's code), encode_float, decode(w), reconstruct(images) and
+    serving_default = reconstruct when it can encode, else serving_default = generate."""
 
     def __init__(self, model):
         super().__init__(name="baseline")
@@ -130,6 +122,10 @@ class BaselineExportModule(tf.Module):
         z_spec = tf.TensorSpec([None, lat], tf.float32, name="z")
         self.generate = tf.function(self._generate, input_signature=[z_spec])
         self._signatures = {"generate": self.generate, "serving_default": self.generate}
+        self._mapping = getattr(getattr(model, "ema", None), "F", None)
+        if self._mapping is not None:
+            self.map = tf.function(self._map, input_signature=[z_spec])
+            self._signatures["map"] = self.map
         if model.can_encode:
             img_spec = tf.TensorSpec([None, r, r, ch], tf.uint8, name="images")
             self.encode = tf.function(self._encode, input_signature=[img_spec])
@@ -147,6 +143,9 @@ class BaselineExportModule(tf.Module):
 
     def _generate(self, z):
         return self._images(self._model.generate(z, truncation=False, noise=False))
+
+    def _map(self, z):
+        return {"w": tf.cast(self._mapping(z), tf.float32)}
 
     def _encode(self, images):
         return {"w": tf.cast(self._model.encode(to_float(images)), tf.float32)}
@@ -208,6 +207,13 @@ def keras_model(model) -> ALAEReconstructor:
     return out
 
 
+def module_of(model) -> tf.Module:
+    """The export's functions of a model of alae_tf.runs.load_run (ALAE or a baseline)."""
+    from alae_tf.models.alae import ALAE
+
+    return ExportModule(model) if isinstance(model, ALAE) else BaselineExportModule(model)
+
+
 def export(model, output: str, keras_file: bool = True) -> dict:
     """Writes the SavedModel to ``output`` (replacing it atomically); returns what it wrote.
     ``keras_file``: also the .keras file of ALAE's encoder + generator (ALAE only)."""
@@ -216,13 +222,10 @@ def export(model, output: str, keras_file: bool = True) -> dict:
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix=".export-", dir=parent)
     written = {"saved_model": output}
-    from alae_tf.models.alae import ALAE
-
-    alae = isinstance(model, ALAE)
     try:
-        module = ExportModule(model) if alae else BaselineExportModule(model)
+        module = module_of(model)
         tf.saved_model.save(module, tmp, signatures=module.signatures())
-        if keras_file and alae:
+        if keras_file and isinstance(module, ExportModule):
             keras_model(model).save(os.path.join(tmp, KERAS_FILE))
             written["keras"] = os.path.join(output, KERAS_FILE)
         if os.path.exists(output):

@@ -295,7 +295,7 @@ def main(argv):
         if strategy_lib.is_chief(strategy):
             os.makedirs(loop.output_dir, exist_ok=True)
             with open(os.path.join(loop.output_dir, "flags.txt"), "w") as fh:
-                fh.write(FLAGS.flags_into_string())
+                fh.write(f"# cwd: {os.getcwd()}\n{FLAGS.flags_into_string()}")  # for relative paths
         trainer = Trainer(model_fn, schedule, strategy, loop)
         if trainer.chief:
             runs.save_config(loop.output_dir, trainer.model.config)

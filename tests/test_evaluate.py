@@ -44,6 +44,8 @@ def world(tmp_path_factory):
     config = ALAEConfig(model="alae_mlp", resolution=16, channels=1, latent_size=8,
                         mapping_layers=2, mlp_hidden=(64, 64))
     save_config(run, config)
+    with open(os.path.join(run, "flags.txt"), "w") as fh:  # as alae_tf.train writes it, started in root
+        fh.write(f"# cwd: {root}\n--data_dir=data/elsewhere\n--data_dir=data/digits\n--latent_size=8\n")
     tf.train.Checkpoint(**ALAE(config).checkpoint_items()).save(os.path.join(run, "checkpoints", "ckpt"))
     exported = str(root / "export")
     export(load_run(run), exported, keras_file=False)
@@ -114,10 +116,14 @@ def test_cli_errors_are_one_line(world):
          f"--saved_model={run}: not a SavedModel (no saved_model.pb)"),
         (dict(run_dir=run, metrics=["latent_probe"], test_data_dir=str(root / "none")),
          f"--test_data_dir={root / 'none'}: "),
+        (dict(saved_model=world["exported"], data_dir=None, metrics=["fid"]),
+         "--data_dir is required with --saved_model (the dataset the model was trained on)"),
+        (dict(run_dir=str(root), data_dir=None, metrics=["fid"]),
+         f"pass --data_dir=DATA: {root / 'flags.txt'} (which records the run's dataset) cannot be read"),
     ]
     for kw, message in cases:
         with pytest.raises(ValueError) as err:
-            run_cli(_flags(data_dir=data, **kw), log=lambda *_: None)
+            run_cli(_flags(**{"data_dir": data, **kw}), log=lambda *_: None)
         assert str(err.value).startswith(message) if message.endswith(": ") else \
             str(err.value) == message, (kw, str(err.value))
 
@@ -141,11 +147,14 @@ def _toy_features():
 
 def test_every_metric_against_direct_computation(world):
     from alae_tf.data import take_images
-    from alae_tf.evaluate import evaluate, open_run
+    from alae_tf.evaluate import evaluate
+    from alae_tf.images import to_float
+    from alae_tf.inference import open_model
     from alae_tf.metrics import domain, fid, precision_recall, probe
     from alae_tf.metrics.lpips import LPIPS
+    from alae_tf.runs import load_run
 
-    model = open_run(world["run"])
+    model = open_model(world["run"])
     toy, lp = _toy_features(), LPIPS.from_file(world["lpips"])
     clf = domain.load_classifier(world["classifier"])
     n, seed = 50, 3
@@ -153,8 +162,8 @@ def test_every_metric_against_direct_computation(world):
                    inception=toy, lpips=lp, classifier=clf, log=lambda *_: None)
     v = out["metrics"]
 
-    alae = model.model
-    reals = take_images(world["data"], 2, n).astype(np.float32) / 127.5 - 1
+    alae = load_run(world["run"])
+    reals = to_float(take_images(world["data"], 2, n))
     z = np.random.RandomState(seed).standard_normal((n, 8)).astype(np.float32)
     fake = alae.generate(z, truncation=False, noise=False).numpy()
     rec = alae.decode(alae.encode(reals), noise=False).numpy()
@@ -170,7 +179,7 @@ def test_every_metric_against_direct_computation(world):
     assert v["class_histogram"] == pytest.approx(domain.class_histogram(clf, fake))
 
     test_x, test_y = take_images(world["data"] + "_test", 2, 80, labels=True)
-    test_x = test_x.astype(np.float32) / 127.5 - 1
+    test_x = to_float(test_x)
     test_x, test_y = test_x[:n], test_y[:n]
     test_rec = alae.decode(alae.encode(test_x), noise=False).numpy()
     assert v["lpips"] == pytest.approx(np.mean(lp(test_x, test_rec)), rel=1e-4)
@@ -180,7 +189,7 @@ def test_every_metric_against_direct_computation(world):
         domain.label_preservation(clf, test_x, test_y))
 
     train_x, train_y = take_images(world["data"], 2, n, labels=True)
-    train_x = train_x.astype(np.float32) / 127.5 - 1
+    train_x = to_float(train_x)
     px = probe.accuracies(train_x, train_y, test_x, test_y, seed)
     assert v["latent_probe/pixels/1nn"] == px["1nn"] and v["latent_probe/pixels/svm"] == px["svm"]
     codes = probe.accuracies(alae.encode(train_x).numpy(), train_y, alae.encode(test_x).numpy(),
@@ -195,10 +204,11 @@ def test_every_metric_against_direct_computation(world):
 
 
 def test_models_without_encoder_or_mapping_skip_those_metrics(world):
-    from alae_tf.evaluate import evaluate, open_run
+    from alae_tf.evaluate import evaluate
+    from alae_tf.inference import open_model
 
-    model = open_run(world["run"])
-    model.can_encode, model._map = False, None
+    model = open_model(world["run"])
+    model.has_encoder = model.has_mapping = False
     out = evaluate(model, ["fid_rec", "ppl_wend", "latent_probe"], world["data"], num_images=8,
                    log=lambda *_: None)
     assert out["metrics"] == {}
@@ -208,7 +218,8 @@ def test_models_without_encoder_or_mapping_skip_those_metrics(world):
 
 
 def test_saved_model_cli_writes_json_markdown_and_tensorboard(world):
-    from alae_tf.evaluate import evaluate, open_run
+    from alae_tf.evaluate import evaluate
+    from alae_tf.inference import open_model
     from alae_tf.metrics.lpips import LPIPS
 
     rc, out, err = world["cli"]["saved_model"]
@@ -226,12 +237,58 @@ def test_saved_model_cli_writes_json_markdown_and_tensorboard(world):
     assert f"| latent_probe/pixels/1nn | {record['metrics']['latent_probe/pixels/1nn']:.4f} | 80 |" in md
     assert "| metric | value | images |" in out
     # the same numbers from the run directory in process (export = EMA networks, no noise)
-    direct = evaluate(open_run(world["run"]), ["latent_probe", "lpips", "ppl_wend"], world["data"],
+    direct = evaluate(open_model(world["run"]), ["latent_probe", "lpips", "ppl_wend"], world["data"],
                       num_images=80, lpips=LPIPS.from_file(world["lpips"]), log=lambda *_: None)
     for key, value in direct["metrics"].items():
         assert record["metrics"][key] == pytest.approx(value, rel=1e-3, abs=1e-6), key
     events = os.listdir(os.path.join(out_dir, "tensorboard"))
     assert events and events[0].startswith("events.out.tfevents")
+
+
+def test_run_dir_evaluates_on_the_dataset_it_recorded(world, tmp_path, monkeypatch):
+    from alae_tf.evaluate import recorded_data_dir, run_cli
+
+    merged = run_cli(_flags(run_dir=world["run"], metrics=["recon_mse"], num_images=8,
+                            output=str(tmp_path / "eval")), log=lambda *_: None)
+    assert merged["data_dir"] == world["data"]  # the last --data_dir, relative to the recorded cwd
+    assert "recon_mse" in merged["metrics"]
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "flags.txt").write_text("--data_dir=data/digits\n")  # no cwd recorded: the current one
+    monkeypatch.chdir(world["root"])
+    assert recorded_data_dir(str(run)) == "data/digits"
+    (run / "flags.txt").write_text("--data_dir=data/gone\n")
+    with pytest.raises(ValueError, match=r"^the run's dataset --data_dir=data/gone \(recorded in "
+                                         r"\S+flags.txt\) no longer exists: pass --data_dir=DATA$"):
+        recorded_data_dir(str(run))
+    (run / "flags.txt").write_text("--latent_size=8\n")
+    with pytest.raises(ValueError, match=r"^pass --data_dir=DATA: \S+flags.txt records no --data_dir$"):
+        recorded_data_dir(str(run))
+
+
+def test_unreadable_held_out_set_stops_instead_of_using_the_training_set(world, tmp_path):
+    import shutil
+
+    from alae_tf.evaluate import evaluate
+    from alae_tf.inference import open_model
+
+    shutil.copytree(world["root"] / "data", tmp_path / "data")
+    data, test = str(tmp_path / "data" / "digits"), str(tmp_path / "data" / "digits_test")
+    held = sorted(f for f in os.listdir(tmp_path / "data") if f.startswith("digits_test-"))
+    os.remove(tmp_path / "data" / held[0])
+    model = open_model(world["run"])
+    with pytest.raises(ValueError) as err:
+        evaluate(model, ["recon_mse"], data, num_images=8, log=lambda *_: None)
+    assert str(err.value).startswith(f"held-out set {test}: ") and len(str(err.value).splitlines()) == 1
+    assert str(err.value).endswith("; not using --data_dir in its place: repair it or pass "
+                                   "--test_data_dir=DATA")
+    for f in os.listdir(tmp_path / "data"):  # no held-out set at all: the training set, with a note
+        if f.startswith("digits_test"):
+            os.remove(tmp_path / "data" / f)
+    out = evaluate(model, ["recon_mse"], data, num_images=8, log=lambda *_: None)
+    assert out["notes"] == [f"no held-out split ({test}): lpips / recon_mse / label_preservation use "
+                            f"--data_dir"]
+    assert out["details"]["recon_mse"]["split"] == data
 
 
 def test_write_outputs_merges_results_of_the_same_checkpoint(tmp_path):

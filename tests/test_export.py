@@ -143,16 +143,16 @@ def test_saved_model_matches_in_process_networks_without_alae_tf(kind, runs, exp
     assert SIGNATURES <= set(json.loads(result.stdout.strip().splitlines()[-1]))
     out = dict(np.load(tmp_path / "out.npz"))
 
-    from alae_tf.export import to_uint8
+    from alae_tf.images import to_float, to_uint8
 
     model.config.truncation_psi = 0.5  # the psi the signature was given
     gen = model.generate(tf.constant(z), noise=False).numpy()
     np.testing.assert_allclose(out["generate_float"], gen, **TOL)
     assert out["generate_images"].dtype == np.uint8
-    assert np.abs(out["generate_images"].astype(int) - to_uint8(gen).numpy().astype(int)).max() <= 1
+    assert np.abs(out["generate_images"].astype(int) - to_uint8(gen).astype(int)).max() <= 1
     np.testing.assert_allclose(out["map_w"], model.ema.F(tf.constant(z)).numpy(), **TOL)
     np.testing.assert_allclose(out["decode_float"], model.decode(tf.constant(w), noise=False).numpy(), **TOL)
-    x = tf.constant(images, tf.float32) / 127.5 - 1.0
+    x = to_float(tf.constant(images))
     enc = model.encode(x).numpy()
     np.testing.assert_allclose(out["encode_w"], enc, **TOL)
     rec = model.decode(model.encode(x), noise=False).numpy()
@@ -206,3 +206,11 @@ def test_export_cli_error_is_one_line(tmp_path):
     assert "Traceback" not in result.stderr
     last = result.stderr.strip().splitlines()[-1]
     assert re.match(r"^error: \S+ is not a run directory of alae_tf.train", last), last
+
+
+def test_trained_run_records_its_dataset(runs, digits):
+    from alae_tf.evaluate import recorded_data_dir
+
+    with open(os.path.join(runs["mlp"], "flags.txt")) as fh:
+        assert fh.readline() == f"# cwd: {REPO}\n"  # relative --data_dir resolve against it
+    assert recorded_data_dir(runs["mlp"]) == digits

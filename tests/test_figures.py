@@ -48,55 +48,65 @@ def test_every_figure_command_writes_its_png(runs, exports, digits, folder, tmp_
         assert _png(out).shape == shape, kind
 
 
-def test_figures_from_run_and_saved_model_agree(runs, exports, digits):
-    from alae_tf.figures import make_figure
+@pytest.mark.parametrize("kind", ["mlp", "style"])
+def test_run_and_its_saved_model_open_as_the_same_model(kind, runs, exports):
+    from alae_tf.inference import open_model
 
-    for kind in ["generate", "reconstruct", "interpolate", "stylemix"]:
-        extra = {} if kind in ("generate", "stylemix") else {"data_dir": digits}
-        a = make_figure(kind, _flags(runs["style"], **extra))
-        b = make_figure(kind, _flags(exports["style"], **extra))
-        assert a.dtype == np.uint8 and a.shape == b.shape, kind
-        assert np.abs(a.astype(int) - b.astype(int)).max() <= 1, kind
+    a, b = open_model(runs[kind]), open_model(exports[kind])
+    fields = ("name", "resolution", "channels", "latent_size", "num_styles", "truncation_psi",
+              "truncation_cutoff", "has_encoder", "has_mapping", "has_styles")
+    assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
+    assert (a.name, a.kind, b.kind, a.step > 0, b.step) == (f"alae_{kind}", f"alae_{kind}", "saved_model", True, 0)
+    rng = np.random.RandomState(0)
+    z, x = a.latents(1, 3), rng.uniform(-1, 1, (3, 16, 16, 1)).astype(np.float32)
+    pairs = [(m.generate(z), m.generate(z, 0.5), m.map(z), m.encode(x), m.reconstruct(x),
+              m.synthesize(m.styles(z, 0.7))) for m in (a, b)]
+    for got, want in zip(*pairs):
+        np.testing.assert_allclose(got, want, atol=1e-4)
+    np.testing.assert_allclose(a.decode(a.map(z)), a.generate(z), atol=1e-5)  # psi None: no truncation
 
 
 def test_reconstruction_figure_puts_originals_beside_reconstructions(exports, digits):
     from alae_tf.data import take_images
-    from alae_tf.figures import open_model, reconstruction_figure
+    from alae_tf.figures import reconstruction_figure
+    from alae_tf.inference import open_model
 
-    backend = open_model(exports["mlp"])
+    model = open_model(exports["mlp"])
     images = take_images(digits, 2, 3)
-    fig = reconstruction_figure(backend, images)
+    fig = reconstruction_figure(model, images)
     assert fig.shape == (16, 6 * 16, 1)
     for i in range(3):
         np.testing.assert_array_equal(fig[:, 32 * i:32 * i + 16], images[i])
 
 
 def test_truncation_psi_zero_gives_the_average_image(exports):
-    from alae_tf.figures import open_model, samples_figure
+    from alae_tf.figures import samples_figure
+    from alae_tf.inference import open_model
 
-    backend = open_model(exports["mlp"])  # one style slot, cutoff covers it
-    fig = samples_figure(backend, seed=1, count=4, psi=0.0, columns=4)
+    model = open_model(exports["mlp"])  # one style slot, cutoff covers it
+    fig = samples_figure(model, seed=1, count=4, psi=0.0, columns=4)
     tiles = fig.reshape(16, 4, 16, 1).transpose(1, 0, 2, 3)
     assert all(np.abs(t.astype(int) - tiles[0].astype(int)).max() <= 1 for t in tiles)
 
 
 def test_stylemix_grid_copies_the_source_styles(exports):
-    from alae_tf.figures import crossovers, latents, open_model, styles_of, stylemix_figure
-    from alae_tf.training.summaries import to_uint8
+    from alae_tf.figures import crossovers, stylemix_figure
+    from alae_tf.images import to_uint8
+    from alae_tf.inference import open_model
 
-    backend = open_model(exports["style"])
+    model = open_model(exports["style"])
     assert crossovers(6) == [("coarse", 0, 4), ("middle", 4, 6)]
     assert crossovers(18) == [("coarse", 0, 4), ("middle", 4, 8), ("fine", 8, 18)]
-    fig = stylemix_figure(backend, seed=5, sources=2, destinations=1)
+    fig = stylemix_figure(model, seed=5, sources=2, destinations=1)
     assert fig.shape == (16 * 3, 16 * 3, 1)
-    styles = styles_of(backend, latents(backend, 5, 3), backend.default_psi)
+    styles = model.styles(model.latents(5, 3), model.truncation_psi)
     src, dst = styles[:2], styles[2:]
     np.testing.assert_array_equal(fig[:16, :16], 255)  # blank corner
-    np.testing.assert_array_equal(fig[:16, 16:32], to_uint8(backend.synthesize(src[:1]))[0])
-    np.testing.assert_array_equal(fig[16:32, :16], to_uint8(backend.synthesize(dst))[0])
+    np.testing.assert_array_equal(fig[:16, 16:32], to_uint8(model.synthesize(src[:1]))[0])
+    np.testing.assert_array_equal(fig[16:32, :16], to_uint8(model.synthesize(dst))[0])
     mixed = dst.copy()
     mixed[:, 0:4] = src[1:2, 0:4]  # coarse row, second source
-    np.testing.assert_array_equal(fig[16:32, 32:48], to_uint8(backend.synthesize(mixed))[0])
+    np.testing.assert_array_equal(fig[16:32, 32:48], to_uint8(model.synthesize(mixed))[0])
 
 
 def test_figure_cli_error_is_one_line(exports, tmp_path):
@@ -132,7 +142,7 @@ def test_figure_errors(exports, folder, tmp_path, capsys):
 @pytest.mark.parametrize("n, shape", [(36, (6, 6)), (32, (4, 8)), (16, (4, 4)), (6, (2, 3)),
                                       (12, (3, 4)), (7, (3, 3))])
 def test_default_grid_fills_every_row_when_it_can(n, shape):
-    from alae_tf.training.summaries import grid
+    from alae_tf.images import grid
 
     images = np.arange(1, n + 1, dtype=np.uint8).reshape(n, 1, 1, 1)
     tiled = grid(images)[..., 0]
@@ -140,3 +150,20 @@ def test_default_grid_fills_every_row_when_it_can(n, shape):
     filled = tiled[tiled > 0]
     np.testing.assert_array_equal(filled, np.arange(1, n + 1))  # row-major, nothing dropped
     assert (tiled == 0).sum() == shape[0] * shape[1] - n  # empty only where no near-square rectangle holds n
+
+
+def test_pixel_conversions_round_trip():
+    import tensorflow as tf
+
+    from alae_tf.images import to_float, to_uint8
+
+    pixels = np.arange(256, dtype=np.uint8).reshape(1, 16, 16, 1)
+    x = to_float(pixels)
+    assert isinstance(x, np.ndarray) and x.dtype == np.float32 and (x.min(), x.max()) == (-1.0, 1.0)
+    np.testing.assert_array_equal(x, pixels.astype(np.float32) / 127.5 - 1)
+    np.testing.assert_array_equal(to_uint8(x), pixels)
+    traced = tf.function(lambda p: to_uint8(to_float(p)))(tf.constant(pixels))
+    assert isinstance(traced, tf.Tensor)
+    np.testing.assert_array_equal(traced.numpy(), pixels)
+    # clipped outside [-1, 1]; 127.5 rounds to even as numpy's rint
+    np.testing.assert_array_equal(to_uint8(np.array([-2.0, 2.0, 0.0], np.float32)), [0, 255, 128])

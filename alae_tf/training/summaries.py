@@ -1,48 +1,12 @@
 """TensorBoard scalars and image grids, and PNG grids in the run directory."""
 from __future__ import annotations
 
-import math
 import os
 
 import numpy as np
 import tensorflow as tf
-from PIL import Image
 
-
-def to_uint8(images) -> np.ndarray:
-    """NHWC float in [-1, 1] -> NHWC uint8."""
-    x = np.asarray(images, dtype=np.float32)
-    return np.clip(np.rint((x + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-
-def grid(images: np.ndarray, columns: int | None = None) -> np.ndarray:
-    """Tiles NHWC uint8 images into one HWC image, ``columns`` wide.
-
-    By default the columns are the smallest count >= sqrt(n) that fills every row (at most twice
-    sqrt(n), so 32 images are 8 x 4), else ceil(sqrt(n)).
-    """
-    n, h, w, c = images.shape
-    columns = columns or default_columns(n)
-    rows = int(math.ceil(n / columns))
-    out = np.zeros((rows * h, columns * w, c), dtype=images.dtype)
-    for i, image in enumerate(images):
-        r, col = divmod(i, columns)
-        out[r * h:(r + 1) * h, col * w:(col + 1) * w] = image
-    return out
-
-
-def default_columns(n: int) -> int:
-    """Columns of a full, near-square grid of n images (see ``grid``)."""
-    square = int(math.ceil(math.sqrt(n)))
-    return next((c for c in range(square, 2 * square + 1) if n % c == 0), square)
-
-
-def save_png(path: str, image: np.ndarray):
-    """Writes an HWC uint8 image (1 or 3 channels) as PNG, atomically."""
-    image = image[..., 0] if image.shape[-1] == 1 else image
-    tmp = path + ".tmp"
-    Image.fromarray(image).save(tmp, format="PNG")
-    os.replace(tmp, path)
+from alae_tf.images import grid, save_png, to_uint8
 
 
 class Summaries:
@@ -73,7 +37,7 @@ class Summaries:
         written = []
         with self.writer.as_default(step=step):
             for name, images in grids.items():
-                tiled = grid(to_uint8(images), columns.get(name))
+                tiled = grid(to_uint8(np.asarray(images, np.float32)), columns.get(name))
                 tf.summary.image(name, tiled[None], max_outputs=1)
                 if png_tag is not None:
                     written.append(os.path.join(self.image_dir, f"{name}_{png_tag}.png"))
