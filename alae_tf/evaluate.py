@@ -1,13 +1,14 @@
 """Measures a trained model: FID, reconstruction FID, PPL, LPIPS, latent probes, domain metrics.
 
-    python -m alae_tf.evaluate --run_dir=RUN | --saved_model=DIR --data_dir=DATA --metrics=LIST
-        [--num_images=50000 --test_data_dir=DATA_test --inception_weights=PATH
+    python -m alae_tf.evaluate --run_dir=RUN [--data_dir=DATA] | --saved_model=DIR --data_dir=DATA
+        --metrics=LIST [--num_images=50000 --test_data_dir=DATA_test --inception_weights=PATH
          --lpips_weights=PATH --classifier=PATH --ppl_crop --output=DIR --checkpoint=PATH]
     python -m alae_tf.evaluate --train_classifier --data_dir=DATA [--classifier=PATH]
 
 Writes metrics.json and metrics.md into RUN/eval (or DIR_eval next to a SavedModel, or
---output), merging with earlier results there, and TensorBoard scalars eval/<metric>. Metrics
-and file formats: docs/metrics.md.
+--output), merging with earlier results there, and TensorBoard scalars eval/<metric>. A run is
+evaluated on the dataset it recorded unless --data_dir is given. Metrics and file formats:
+docs/metrics.md.
 """
 from __future__ import annotations
 
@@ -60,9 +61,10 @@ class Shared:
 
     def __init__(self, model: Model, uses: set[str], train: Dataset, test: Dataset | None,
                  n_real: int, num_images: int, batch_size: int, seed: int, inception, lpips,
-                 classifier, log):
+                 classifier, ppl_crop: bool, log):
         self.model, self.uses, self.train, self.test, self.n_real = model, uses, train, test, n_real
         self.num_images, self.bs, self.seed, self.log = num_images, batch_size, seed, log
+        self.ppl_crop = bool(ppl_crop)
         self.inception, self.lpips, self.classifier = inception, lpips, classifier
         self.features = {"inception": inception}
         if classifier is not None:
@@ -156,8 +158,9 @@ def _fid(space: str, source: str) -> Callable:
 def _precision_recall(space: str, name: str) -> Callable:
     def compute(s: Shared):
         pr = precision_recall.precision_recall(s.get("real")[space], s.get("fake")[space])
-        return {f"{name}/{k}": v for k, v in pr.items()}, {"samples": s.num_images, "reals": s.n_real, "features": _tag(s, space),
-                    "k": precision_recall.K}
+        return ({f"{name}/{k}": v for k, v in pr.items()},
+                {"samples": s.num_images, "reals": s.n_real, "features": _tag(s, space),
+                 "k": precision_recall.K})
     return compute
 
 
@@ -166,18 +169,24 @@ def _class_histogram(s: Shared):
     return (counts / s.num_images).tolist(), {"samples": s.num_images, "classifier": s.classifier.tag}
 
 
-def _held_out(key: str) -> Callable:
-    def compute(s: Shared):
-        held = s.get("held")
-        details = {"images": s.n_test, "split": s.test.path}
-        if key == "lpips":
-            return float(np.mean(held["lpips"])), {**details, "resolution": min(s.model.resolution, 256)}
-        if key == "recon_mse":
-            return float(np.mean(held["mse"])), {**details, "pixels": "[-1, 1]"}
-        return ({key: float(np.mean(held["rec_pred"] == held["labels"])),
-                 f"{key}/classifier_accuracy": float(np.mean(held["orig_pred"] == held["labels"]))},
-                {**details, "classifier": s.classifier.tag})
-    return compute
+def _held_details(s: Shared, **extra) -> dict:
+    return {"images": s.n_test, "split": s.test.path, **extra}
+
+
+def _lpips(s: Shared):
+    return (float(np.mean(s.get("held")["lpips"])),
+            _held_details(s, resolution=min(s.model.resolution, 256)))
+
+
+def _recon_mse(s: Shared):
+    return float(np.mean(s.get("held")["mse"])), _held_details(s, pixels="[-1, 1]")
+
+
+def _label_preservation(s: Shared):
+    held = s.get("held")
+    return ({"label_preservation": float(np.mean(held["rec_pred"] == held["labels"])),
+             "label_preservation/classifier_accuracy": float(np.mean(held["orig_pred"] == held["labels"]))},
+            _held_details(s, classifier=s.classifier.tag))
 
 
 def _latent_probe(s: Shared):
@@ -188,44 +197,41 @@ def _latent_probe(s: Shared):
                     "test_split": s.test.path}
 
 
-def _ppl(space: str, sampling: str, crop: bool) -> Callable:
+def _ppl(space: str, sampling: str) -> Callable:
     def compute(s: Shared):
         t0, m = time.time(), s.model
         d = ppl_lib.path_distances(space, sampling, s.num_images, m.latent_size, s.lpips,
-                                   generate=m.generate, mapping=m.map, decode=m.decode, crop=crop,
-                                   batch_size=s.bs, seed=s.seed + 1)
+                                   generate=m.generate, mapping=m.map, decode=m.decode,
+                                   crop=s.ppl_crop, batch_size=s.bs, seed=s.seed + 1)
         s.log(f"ppl_{space}{sampling}: {time.time() - t0:.1f} s")
         return ppl_lib.filtered_mean(d), {"samples": s.num_images, "epsilon": ppl_lib.EPSILON,
-                                          "crop": crop, "resolution": min(m.resolution, 256)}
+                                          "crop": s.ppl_crop, "resolution": min(m.resolution, 256)}
     return compute
 
 
-def registry(ppl_crop: bool = False) -> dict[str, Metric]:
-    """name -> Metric, in the order of the outputs. A metric gives one value (its key: the name)
-    or a dict of values under their keys ("name/part")."""
-    fake = ("real:inception", "fake:inception")
-    dom = ("real:domain", "fake:domain")
-    return {
-        "fid": Metric(_fid("inception", "fake"), fake, ("inception",)),
-        "precision_recall": Metric(_precision_recall("inception", "precision_recall"), fake, ("inception",)),
-        "domain_fid": Metric(_fid("domain", "fake"), dom, ("classifier",)),
-        "domain_precision_recall": Metric(_precision_recall("domain", "domain_precision_recall"), dom, ("classifier",)),
-        "class_histogram": Metric(_class_histogram, ("fake:classes",), ("classifier",)),
-        "fid_rec": Metric(_fid("inception", "rec"), ("real:inception", "rec:inception"),
-                          ("inception",), encoder=True),
-        "domain_fid_rec": Metric(_fid("domain", "rec"), ("real:domain", "rec:domain"),
-                                 ("classifier",), encoder=True),
-        "lpips": Metric(_held_out("lpips"), ("held:lpips",), ("lpips",), encoder=True),
-        "recon_mse": Metric(_held_out("recon_mse"), ("held:mse",), encoder=True),
-        "label_preservation": Metric(_held_out("label_preservation"), ("held:pred",),
-                                     ("classifier",), encoder=True),
-        "latent_probe": Metric(_latent_probe, ("held:codes", "train:codes"), encoder=True),
-        **{name: Metric(_ppl(space, sampling, bool(ppl_crop)), (), ("lpips",), mapping=space == "w")
-           for name, (space, sampling) in ppl_lib.METRICS.items()},
-    }
-
-
-METRICS = tuple(registry())
+# name -> Metric, in the order of the outputs. A metric gives one value (its key: the name) or a
+# dict of values under their keys ("name/part").
+_INCEPTION, _DOMAIN = ("real:inception", "fake:inception"), ("real:domain", "fake:domain")
+REGISTRY = {
+    "fid": Metric(_fid("inception", "fake"), _INCEPTION, ("inception",)),
+    "precision_recall": Metric(_precision_recall("inception", "precision_recall"), _INCEPTION,
+                               ("inception",)),
+    "domain_fid": Metric(_fid("domain", "fake"), _DOMAIN, ("classifier",)),
+    "domain_precision_recall": Metric(_precision_recall("domain", "domain_precision_recall"),
+                                      _DOMAIN, ("classifier",)),
+    "class_histogram": Metric(_class_histogram, ("fake:classes",), ("classifier",)),
+    "fid_rec": Metric(_fid("inception", "rec"), ("real:inception", "rec:inception"), ("inception",),
+                      encoder=True),
+    "domain_fid_rec": Metric(_fid("domain", "rec"), ("real:domain", "rec:domain"), ("classifier",),
+                             encoder=True),
+    "lpips": Metric(_lpips, ("held:lpips",), ("lpips",), encoder=True),
+    "recon_mse": Metric(_recon_mse, ("held:mse",), encoder=True),
+    "label_preservation": Metric(_label_preservation, ("held:pred",), ("classifier",), encoder=True),
+    "latent_probe": Metric(_latent_probe, ("held:codes", "train:codes"), encoder=True),
+    **{name: Metric(_ppl(space, sampling), (), ("lpips",), mapping=space == "w")
+       for name, (space, sampling) in ppl_lib.METRICS.items()},
+}
+METRICS = tuple(REGISTRY)
 NET_NAMES = {"inception": "an Inception network", "lpips": "LPIPS weights",
              "classifier": "a domain classifier"}
 
@@ -264,6 +270,58 @@ def held_out_split(data_dir: str, test_data_dir: str | None, resolution: int | N
                          f"--test_data_dir=DATA") from None
 
 
+def _runnable(model: Model, metrics: list[str], notes: list[str]) -> list[str]:
+    """The metrics the model can be measured by; a note for each other."""
+    todo = []
+    for m in metrics:
+        if REGISTRY[m].encoder and not model.has_encoder:
+            notes.append(f"{m}: skipped, the model ({model.name}) has no encoder")
+        elif REGISTRY[m].mapping and not model.has_mapping:
+            notes.append(f"{m}: skipped, the model ({model.name}) has no mapping network (W space)")
+        else:
+            todo.append(m)
+    return todo
+
+
+def _check_networks(model: Model, todo: list[str], nets: dict, notes: list[str]):
+    for net, what in NET_NAMES.items():
+        lacking = sorted(m for m in todo if net in REGISTRY[m].nets)
+        if lacking and nets[net] is None:
+            raise ValueError(f"{', '.join(lacking)} need(s) {what}")
+    clf = nets["classifier"]
+    if any("classifier" in REGISTRY[m].nets for m in todo):
+        if (clf.resolution, clf.channels) != (model.resolution, model.channels):
+            raise ValueError(f"the domain classifier takes {clf.resolution}x{clf.resolution}x"
+                             f"{clf.channels} images, the model makes {model.resolution}x"
+                             f"{model.resolution}x{model.channels}: train one with "
+                             f"--train_classifier --resolution={model.resolution}")
+        notes.append(domain.NOT_COMPARABLE)
+
+
+def _splits(model: Model, uses: set[str], data_dir: str, test_data_dir: str | None,
+            num_images: int, notes: list[str]) -> tuple[Dataset, Dataset | None, int]:
+    """The training split, the held-out split (None when no metric uses it) and the count of
+    real images."""
+    train = Dataset(data_dir, model.resolution, model.channels, f"--data_dir={data_dir}")
+    n_real = min(num_images, train.count)
+    if n_real < num_images and any(u.split(":")[0] in ("real", "fake", "rec") for u in uses):
+        notes.append(f"real images: {n_real} (all of --data_dir), fewer than --num_images={num_images}")
+    if not any(u.startswith("held:") for u in uses):
+        return train, None, n_real
+    test = held_out_split(data_dir, test_data_dir, model.resolution, model.channels)
+    if test is None and "train:codes" in uses:
+        raise ValueError(f"latent_probe needs a held-out split: {default_test_dir(data_dir)} does "
+                         f"not exist; pass --test_data_dir=DATA")
+    if test is None:
+        test = train
+        notes.append(f"no held-out split ({default_test_dir(data_dir)}): lpips / recon_mse / "
+                     f"label_preservation use --data_dir")
+    if uses & {"held:codes", "held:pred"} and not (train.has_labels and test.has_labels):
+        raise ValueError(f"latent_probe / label_preservation need labels: {data_dir} or "
+                         f"{test.path} has none")
+    return train, test, n_real
+
+
 def evaluate(model: Model, metrics: list[str], data_dir: str, test_data_dir: str | None = None, *,
              num_images: int = 50000, batch_size: int = 64, seed: int = 0, inception=None,
              lpips=None, classifier=None, ppl_crop: bool = False, log=print) -> dict:
@@ -272,51 +330,17 @@ def evaluate(model: Model, metrics: list[str], data_dir: str, test_data_dir: str
     {"metrics": {key: value}, "details": {metric: {...}}, "notes": [...]}."""
     if num_images < 4:
         raise ValueError(f"--num_images must be at least 4, got {num_images}")
-    table, values, details, notes = registry(ppl_crop), {}, {}, []
-    todo = []
-    for m in metrics:
-        if table[m].encoder and not model.has_encoder:
-            notes.append(f"{m}: skipped, the model ({model.name}) has no encoder")
-        elif table[m].mapping and not model.has_mapping:
-            notes.append(f"{m}: skipped, the model ({model.name}) has no mapping network (W space)")
-        else:
-            todo.append(m)
-    given = {"inception": inception, "lpips": lpips, "classifier": classifier}
-    for net, what in NET_NAMES.items():
-        lacking = sorted(m for m in todo if net in table[m].nets)
-        if lacking and given[net] is None:
-            raise ValueError(f"{', '.join(lacking)} need(s) {what}")
-    uses = {u for m in todo for u in table[m].uses}
-    if any("classifier" in table[m].nets for m in todo):
-        if (classifier.resolution, classifier.channels) != (model.resolution, model.channels):
-            raise ValueError(f"the domain classifier takes {classifier.resolution}x"
-                             f"{classifier.resolution}x{classifier.channels} images, the model "
-                             f"makes {model.resolution}x{model.resolution}x{model.channels}: "
-                             f"train one with --train_classifier --resolution={model.resolution}")
-        notes.append(domain.NOT_COMPARABLE)
-    train = Dataset(data_dir, model.resolution, model.channels, f"--data_dir={data_dir}")
-    n_real = min(num_images, train.count)
-    if n_real < num_images and any(u.split(":")[0] in ("real", "fake", "rec") for u in uses):
-        notes.append(f"real images: {n_real} (all of --data_dir), fewer than --num_images={num_images}")
-    test = None
-    if any(u.startswith("held:") for u in uses):
-        test = held_out_split(data_dir, test_data_dir, model.resolution, model.channels)
-        if test is None and "train:codes" in uses:
-            raise ValueError(f"latent_probe needs a held-out split: {default_test_dir(data_dir)} does "
-                             f"not exist; pass --test_data_dir=DATA")
-        if test is None:
-            test = train
-            notes.append(f"no held-out split ({default_test_dir(data_dir)}): lpips / recon_mse / "
-                         f"label_preservation use --data_dir")
-        if uses & {"held:codes", "held:pred"} and not (train.has_labels and test.has_labels):
-            raise ValueError(f"latent_probe / label_preservation need labels: {data_dir} or "
-                             f"{test.path} has none")
+    values, details, notes = {}, {}, []
+    todo = _runnable(model, metrics, notes)
+    _check_networks(model, todo, {"inception": inception, "lpips": lpips, "classifier": classifier},
+                    notes)
+    uses = {u for m in todo for u in REGISTRY[m].uses}
+    train, test, n_real = _splits(model, uses, data_dir, test_data_dir, num_images, notes)
     shared = Shared(model, uses, train, test, n_real, num_images, batch_size, seed, inception,
-                    lpips, classifier, log)
-    for name, metric in table.items():
-        if name in todo:
-            value, details[name] = metric.compute(shared)
-            values.update(value if isinstance(value, dict) else {name: value})
+                    lpips, classifier, ppl_crop, log)
+    for name in [m for m in REGISTRY if m in todo]:
+        value, details[name] = REGISTRY[name].compute(shared)
+        values.update(value if isinstance(value, dict) else {name: value})
     return {"metrics": values, "details": details, "notes": notes}
 
 
@@ -396,7 +420,8 @@ def _define_flags():
     flags.DEFINE_string("run_dir", None, "run directory of alae_tf.train")
     flags.DEFINE_string("saved_model", None, "SavedModel of alae_tf.export (instead of --run_dir)")
     flags.DEFINE_string("checkpoint", None, "checkpoint of --run_dir (default: the latest)")
-    flags.DEFINE_string("data_dir", None, "dataset FOLDER/NAME of tfrecords_tools.convert (training split)")
+    flags.DEFINE_string("data_dir", None, "dataset FOLDER/NAME of tfrecords_tools.convert (training "
+                        "split; default for --run_dir: the run's, from RUN/flags.txt)")
     flags.DEFINE_string("test_data_dir", None, "held-out split (default: <data_dir>_test)")
     flags.DEFINE_list("metrics", [], f"metrics to compute: {', '.join(METRICS)}")
     flags.DEFINE_integer("num_images", 50000, "samples / images per metric (real splits: at most all)")
@@ -476,7 +501,7 @@ def run_cli(f, log=print) -> dict:
     out_dir = f.output or (os.path.join(f.run_dir, EVAL_DIR) if f.run_dir
                            else f.saved_model.rstrip("/") + "_eval")
     tb_dir = os.path.join(f.run_dir or out_dir, "tensorboard")
-    nets = {n for m in metrics for n in registry()[m].nets}
+    nets = {n for m in metrics for n in REGISTRY[m].nets}
     lpips = classifier = inception = None
     # Networks before any long computation: their errors (missing weights) come early.
     if "lpips" in nets:

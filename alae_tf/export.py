@@ -102,9 +102,10 @@ class ExportModule(tf.Module):
 
 class BaselineExportModule(tf.Module):
     """A baseline model's inference functions (its ``generate``, ``encode``, ``decode``) as
-    signatures with ALAE's names: generate(z); map(z) -> w when it has a mapping network;
-    encode(images) -> w (the model's code), encode_float, decode(w), reconstruct(images) and
-    serving_default = reconstruct when it can encode, else serving_default = generate."""
+    signatures with ALAE's names: generate(z); map(z) -> w and decode(w) when it has a mapping
+    network (StyleGAN); encode(images) -> w (the model's code), encode_float, decode(w),
+    reconstruct(images) and serving_default = reconstruct when it can encode, else
+    serving_default = generate."""
 
     def __init__(self, model):
         super().__init__(name="baseline")
@@ -123,6 +124,10 @@ class BaselineExportModule(tf.Module):
         self.generate = tf.function(self._generate, input_signature=[z_spec])
         self._signatures = {"generate": self.generate, "serving_default": self.generate}
         self._mapping = getattr(getattr(model, "ema", None), "F", None)
+        if self._mapping is not None or model.can_encode:
+            self.decode = tf.function(self._decode, input_signature=[
+                tf.TensorSpec([None, lat], tf.float32, name="w")])
+            self._signatures["decode"] = self.decode
         if self._mapping is not None:
             self.map = tf.function(self._map, input_signature=[z_spec])
             self._signatures["map"] = self.map
@@ -131,10 +136,8 @@ class BaselineExportModule(tf.Module):
             self.encode = tf.function(self._encode, input_signature=[img_spec])
             self.encode_float = tf.function(self._encode_float, input_signature=[
                 tf.TensorSpec([None, r, r, ch], tf.float32, name="images")])
-            w_spec = tf.TensorSpec([None, lat], tf.float32, name="w")
-            self.decode = tf.function(self._decode, input_signature=[w_spec])
             self.reconstruct = tf.function(self._reconstruct, input_signature=[img_spec])
-            self._signatures.update(encode=self.encode, encode_float=self.encode_float, decode=self.decode,
+            self._signatures.update(encode=self.encode, encode_float=self.encode_float,
                                     reconstruct=self.reconstruct, serving_default=self.reconstruct)
 
     @staticmethod

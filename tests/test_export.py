@@ -214,3 +214,28 @@ def test_trained_run_records_its_dataset(runs, digits):
     with open(os.path.join(runs["mlp"], "flags.txt")) as fh:
         assert fh.readline() == f"# cwd: {REPO}\n"  # relative --data_dir resolve against it
     assert recorded_data_dir(runs["mlp"]) == digits
+
+
+@pytest.mark.parametrize("name", ["stylegan", "dcgan"])
+def test_gan_baseline_exports_open_as_their_models(name, tmp_path):
+    """StyleGAN exports map and decode (PPL in W), DCGAN only generate; no encoder in either."""
+    from alae_tf.export import export, module_of
+    from alae_tf.inference import Model, open_model
+    from alae_tf.models.dcgan import DCGAN, DCGANConfig
+    from alae_tf.models.stylegan import StyleGAN, StyleGANConfig
+
+    common = dict(model=name, resolution=16, channels=1, latent_size=8, start_channels=8, max_channels=16)
+    model = (StyleGAN(StyleGANConfig(**common, layer_count=3, mapping_layers=2)) if name == "stylegan"
+             else DCGAN(DCGANConfig(**common)))
+    export(model, str(tmp_path / "sm"))
+    a, b = Model(module_of(model)), open_model(str(tmp_path / "sm"))
+    mapping = name == "stylegan"
+    assert (a.name, a.has_mapping, a.has_encoder, a.has_styles) == (name, mapping, False, False)
+    assert (b.name, b.kind, b.has_mapping, b.has_encoder, b.channels) == (name, "saved_model", mapping,
+                                                                          False, 1)
+    z = a.latents(0, 2)
+    want = model.generate(tf.constant(z), truncation=False, noise=False).numpy()
+    np.testing.assert_allclose(a.generate(z), want, **TOL)
+    np.testing.assert_allclose(b.generate(z), want, **TOL)
+    if mapping:
+        np.testing.assert_allclose(b.decode(b.map(z)), want, **TOL)

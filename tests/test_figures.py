@@ -56,7 +56,8 @@ def test_run_and_its_saved_model_open_as_the_same_model(kind, runs, exports):
     fields = ("name", "resolution", "channels", "latent_size", "num_styles", "truncation_psi",
               "truncation_cutoff", "has_encoder", "has_mapping", "has_styles")
     assert [getattr(a, f) for f in fields] == [getattr(b, f) for f in fields]
-    assert (a.name, a.kind, b.kind, a.step > 0, b.step) == (f"alae_{kind}", f"alae_{kind}", "saved_model", True, 0)
+    assert (a.name, a.kind, a.step > 0) == (f"alae_{kind}", f"alae_{kind}", True)
+    assert (b.kind, b.step) == ("saved_model", 0)
     rng = np.random.RandomState(0)
     z, x = a.latents(1, 3), rng.uniform(-1, 1, (3, 16, 16, 1)).astype(np.float32)
     pairs = [(m.generate(z), m.generate(z, 0.5), m.map(z), m.encode(x), m.reconstruct(x),
