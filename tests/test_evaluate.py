@@ -269,7 +269,7 @@ def test_run_dir_evaluates_on_the_dataset_it_recorded(world, tmp_path, monkeypat
 def test_unreadable_held_out_set_stops_instead_of_using_the_training_set(world, tmp_path):
     import shutil
 
-    from alae_tf.evaluate import evaluate
+    from alae_tf.evaluate import evaluate, train_classifier_cli
     from alae_tf.inference import open_model
 
     shutil.copytree(world["root"] / "data", tmp_path / "data")
@@ -282,6 +282,8 @@ def test_unreadable_held_out_set_stops_instead_of_using_the_training_set(world, 
     assert str(err.value).startswith(f"held-out set {test}: ") and len(str(err.value).splitlines()) == 1
     assert str(err.value).endswith("; not using --data_dir in its place: repair it or pass "
                                    "--test_data_dir=DATA")
+    with pytest.raises(ValueError, match=f"^held-out set {test}: "):  # nor does the classifier
+        train_classifier_cli(_flags(train_classifier=True, data_dir=data))
     for f in os.listdir(tmp_path / "data"):  # no held-out set at all: the training set, with a note
         if f.startswith("digits_test"):
             os.remove(tmp_path / "data" / f)
