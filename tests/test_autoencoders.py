@@ -212,8 +212,7 @@ VARIANTS = {
 
 def _trainer(dataset, run_dir, config, total, checkpoint_images=10**9, strategy=None):
     loop = LoopConfig(output_dir=str(run_dir), data_dir=dataset, total_images=total, snapshot_images=10**9,
-                      checkpoint_images=checkpoint_images, log_seconds=1e9, summary_steps=2, grid_size=4,
-                      data_lod_offset=2)
+                      checkpoint_images=checkpoint_images, log_seconds=1e9, summary_steps=2, grid_size=4)
     schedule = Schedule(1, 0, [BATCH], [0.002])
     return Trainer(lambda: Autoencoder(config), schedule, strategy or tf.distribute.get_strategy(), loop)
 
@@ -403,10 +402,15 @@ def test_config_errors_name_the_flag(overrides, message):
 
 
 def test_ae_hidden_must_be_integers():
-    from alae_tf.train import _autoencoder_config
+    from alae_tf import train
 
-    with pytest.raises(ValueError, match=r"^--ae_hidden must be comma-separated integers, got 512,x$"):
-        _autoencoder_config(SimpleNamespace(ae_hidden=["512", "x"]), 32, 1)
+    train.FLAGS.unparse_flags()
+    try:
+        train.FLAGS(["train", "--model=ae", "--ae_hidden=512,x"])
+        with pytest.raises(ValueError, match=r"^--ae_hidden must be comma-separated integers, got 512,x$"):
+            train.model_config(train.FLAGS, 32, 1)
+    finally:
+        train.FLAGS.unparse_flags()
 
 
 def test_cli_bad_flag_value_is_one_line(dataset, tmp_path):

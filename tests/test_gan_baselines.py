@@ -278,11 +278,10 @@ class RecordingTrainer(Trainer):
         return step
 
 
-def _trainer(model_fn, dataset, run_dir, total, layer_count=1, per_lod=0, offset=2):
+def _trainer(model_fn, dataset, run_dir, total, layer_count=1, per_lod=0):
     schedule = Schedule(layer_count, per_lod, [BATCH], [1e-3])
     loop = LoopConfig(output_dir=str(run_dir), data_dir=dataset, total_images=total, snapshot_images=10**9,
-                      checkpoint_images=10**9, log_seconds=1e9, summary_steps=1, grid_size=4,
-                      data_lod_offset=offset)
+                      checkpoint_images=10**9, log_seconds=1e9, summary_steps=1, grid_size=4)
     return RecordingTrainer(model_fn, schedule, tf.distribute.get_strategy(), loop)
 
 
@@ -322,9 +321,9 @@ def test_single_resolution_models_train_and_restore(name, dataset, tmp_path):
 def test_stylegan_trains_progressively(dataset, tmp_path):
     per_lod = 2 * BATCH
     trainer = _trainer(lambda: StyleGAN(StyleGANConfig(**TINY_STYLEGAN)), dataset, tmp_path / "run",
-                       total=2 * per_lod, layer_count=2, per_lod=per_lod, offset=0)
+                       total=2 * per_lod, layer_count=2, per_lod=per_lod)
     model = trainer.model
-    ema_before = [v.numpy().copy() for v in model.ema.generator_variables]
+    ema_before = [v.numpy().copy() for v in model.ema.variables]
     d_before = _values(model.nets.D)
     terms = trainer.run()
     assert set(terms) == {"loss_d", "r1", "d_real", "d_fake", "loss_g"}
@@ -333,7 +332,7 @@ def test_stylegan_trains_progressively(dataset, tmp_path):
     assert int(trainer.state_lod.numpy()) == 1 and int(model.step.numpy()) == 4
     assert int(model.opt_d.iterations.numpy()) == 2 and int(model.opt_fg.iterations.numpy()) == 2  # reset at LOD 1
     assert any(_changed(d_before, model.nets.D))
-    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(ema_before, model.ema.generator_variables))
+    assert any(not np.array_equal(a, v.numpy()) for a, v in zip(ema_before, model.ema.variables))
     assert float(tf.reduce_sum(tf.abs(model.w_avg))) > 0
     assert model.generate(tf.random.normal([4, 8], seed=1)).shape == (4, 8, 8, 1)
     assert not model.can_encode and "ema_D" not in model.checkpoint_items()
