@@ -29,7 +29,7 @@ flags.DEFINE_integer("max_channels", 512, "Cap on feature maps.")
 flags.DEFINE_integer("mapping_layers", 8, "Layers of the mapping network F.")
 flags.DEFINE_integer("channels", 3, "Image channels (1 or 3).")
 flags.DEFINE_integer("fused_from", 4, "Resolution from which up/down convs use the fused (transposed / strided 4x4) "
-                     "form; the same function, ~2.25x fewer FLOPs (release: 128).")
+                     "form; the same function with fewer FLOPs (release: 128).")
 # Objective.
 flags.DEFINE_float("r1_gamma", 10.0, "R1 weight gamma (penalty gamma/2 * |grad|^2).")
 flags.DEFINE_float("style_mixing_prob", 0.9, "Probability of style mixing in the D and G steps.")
@@ -118,25 +118,26 @@ def prepare_data(data_dir: str, source: str, test_count: int):
 PROGRESSIVE = ("alae_style", "stylegan")
 
 
+def from_flags(cls, f, **derived):
+    """The dataclass ``cls`` with each field from ``derived`` or else the flag of the same name."""
+    names = {field.name for field in dataclasses.fields(cls)}
+    values = {name: f[name].value for name in names if name in f}
+    values.update({k: v for k, v in derived.items() if k in names})
+    return cls(**values)
+
+
 def model_config(f, resolution: int, layer_count: int):
-    """The config of --model: each field from the flag of the same name, but for the fields derived
-    here (the resolution and layer count from the data and --layer_count, the loss scaling from
-    the policy --mixed_precision set, and ``hidden`` parsed from --ae_hidden)."""
+    """The config of --model from the flags. Derived: the resolution and layer count (from the data
+    and --layer_count), the loss scaling (from the policy --mixed_precision set), ``hidden``
+    (from --ae_hidden)."""
     import keras
 
-    config_cls = MODELS[f.model][1]
-    names = {field.name for field in dataclasses.fields(config_cls)}
-    values = {name: f[name].value for name in names if name in f}
-    values.update(resolution=resolution, mixed_precision=precision.loss_scaling(
-        keras.mixed_precision.global_policy().name))
-    if "layer_count" in names:
-        values["layer_count"] = layer_count
-    if "hidden" in names:
-        try:
-            values["hidden"] = tuple(int(h) for h in f.ae_hidden)
-        except ValueError:
-            raise ValueError(f"--ae_hidden must be comma-separated integers, got {','.join(f.ae_hidden)}") from None
-    return config_cls(**values)
+    try:
+        hidden = tuple(int(h) for h in f.ae_hidden)
+    except ValueError:
+        raise ValueError(f"--ae_hidden must be comma-separated integers, got {','.join(f.ae_hidden)}") from None
+    return from_flags(MODELS[f.model][1], f, resolution=resolution, layer_count=layer_count, hidden=hidden,
+                      mixed_precision=precision.loss_scaling(keras.mixed_precision.global_policy().name))
 
 
 def build(argv_flags=FLAGS):
@@ -199,13 +200,9 @@ def build(argv_flags=FLAGS):
     total_images = int(f.total_kimg * 1000) if f.total_kimg > 0 else int(f.epochs * info.count)
     config = model_config(f, resolution, layer_count)
     model_cls = MODELS[f.model][0]
-    loop = LoopConfig(
-        output_dir=f.output_dir, data_dir=f.data_dir, total_images=total_images,
-        snapshot_images=max(1, int(f.snapshot_kimg * 1000)),
-        checkpoint_images=max(1, int(f.checkpoint_kimg * 1000)), keep_checkpoints=f.keep_checkpoints,
-        log_seconds=f.log_seconds, mirror=f.mirror, data_memory_bytes=f.data_memory_mb << 20,
-        seed=f.seed, nan_policy=f.nan_policy, time_limit_seconds=f.time_limit_minutes * 60,
-        max_rollbacks=f.max_rollbacks, deterministic=f.deterministic, skip_corrupt_records=f.skip_corrupt_records)
+    loop = from_flags(LoopConfig, f, total_images=total_images, snapshot_images=max(1, int(f.snapshot_kimg * 1000)),
+                      checkpoint_images=max(1, int(f.checkpoint_kimg * 1000)), data_memory_bytes=f.data_memory_mb << 20,
+                      time_limit_seconds=f.time_limit_minutes * 60)
 
     def model_fn():
         return model_cls(config, learning_rate=schedule.learning_rates[schedule.phase(0).lod])
