@@ -1,6 +1,7 @@
 """What every model shares (alae_tf.models.base): the step on 1 and 2 replicas, and the config
 each --model gets from the flags."""
 import math
+import re
 
 import keras
 import numpy as np
@@ -121,3 +122,13 @@ def test_config_takes_each_flag_of_its_fields(name):
     for field, value in expected.items():
         if hasattr(config, field):
             assert getattr(config, field) == value, field
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_config_checks_the_common_fields(name):
+    config_cls = MODELS[name][1]
+    config_cls(model=name)  # the defaults are valid
+    for field, value, message in [("channels", 2, "--channels must be 1 or 3, got 2"),
+                                  ("latent_size", 0, "--latent_size must be at least 1, got 0")]:
+        with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
+            config_cls(model=name, **{field: value})
