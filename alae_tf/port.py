@@ -335,7 +335,7 @@ def main(argv) -> int:
             raise PortError("--output_dir is required")
         if f.model != "alae_style":
             raise PortError(f"--model={f.model}: the port reads the release's StyleALAE (--model=alae_style)")
-        config = train._alae_config(f, 4 * 2 ** (f.layer_count - 1), f.layer_count)
+        config = train.model_config(f, 4 * 2 ** (f.layer_count - 1), f.layer_count)
         seen = placement(config, f.kimg_per_lod, [int(b) for b in f.batch_sizes],
                          [float(x) for x in f.learning_rates], f.fade, f.start_lod)
         done = port(f.checkpoint, config, f.output_dir, seen, f.flags_into_string())

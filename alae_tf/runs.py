@@ -7,26 +7,9 @@ import os
 
 import tensorflow as tf
 
-from alae_tf.models.alae import ALAE, ALAEConfig
-from alae_tf.models.autoencoders import Autoencoder, AutoencoderConfig
-from alae_tf.models.dcgan import DCGAN, DCGANConfig
-from alae_tf.models.stylegan import StyleGAN, StyleGANConfig
-from alae_tf.models.vaegan import VAEGAN, VAEGANConfig
+from alae_tf.models import MODELS
 
 MODEL_FILE = "model.json"
-
-# model.json's "model" -> (config class, model class).
-MODELS = {
-    "alae_style": (ALAEConfig, ALAE),
-    "alae_mlp": (ALAEConfig, ALAE),
-    "ae": (AutoencoderConfig, Autoencoder),
-    "dae": (AutoencoderConfig, Autoencoder),
-    "sae": (AutoencoderConfig, Autoencoder),
-    "vae": (AutoencoderConfig, Autoencoder),
-    "vaegan": (VAEGANConfig, VAEGAN),
-    "dcgan": (DCGANConfig, DCGAN),
-    "stylegan": (StyleGANConfig, StyleGAN),
-}
 
 
 def save_config(run_dir: str, config):
@@ -48,7 +31,7 @@ def load_config(run_dir: str):
     name = values.get("model", "alae_style")
     if name not in MODELS:
         raise ValueError(f"{path}: unknown model {name!r} (known: {', '.join(MODELS)})")
-    config_cls = MODELS[name][0]
+    config_cls = MODELS[name][1]
     known = {f.name for f in dataclasses.fields(config_cls)}
     # JSON has no tuples: lists go back to the tuples the dataclasses hold.
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items() if k in known}
@@ -61,7 +44,7 @@ def load_run(run_dir: str, checkpoint: str | None = None):
     path = checkpoint or tf.train.latest_checkpoint(os.path.join(run_dir, "checkpoints"))
     if not path:
         raise ValueError(f"no checkpoint in {os.path.join(run_dir, 'checkpoints')}")
-    model = MODELS[config.model][1](config)
+    model = MODELS[config.model][0](config)
     try:
         tf.train.Checkpoint(**model.checkpoint_items()).restore(path).expect_partial()
     except (tf.errors.OpError, ValueError, AssertionError) as e:

@@ -4,6 +4,7 @@ Running the same command again resumes from the run directory's last checkpoint.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -13,13 +14,13 @@ import sys
 from absl import app, flags, logging
 
 from alae_tf import precision
+from alae_tf.models import MODELS
 from alae_tf.training import strategy as strategy_lib  # defines --strategy
 
 FLAGS = flags.FLAGS
 
 # Model.
-flags.DEFINE_enum("model", "alae_style", ["alae_style", "alae_mlp", "ae", "dae", "sae", "vae", "vaegan", "dcgan",
-                                          "stylegan"], "Network family: ALAE or a baseline.")
+flags.DEFINE_enum("model", "alae_style", list(MODELS), "Network family: ALAE or a baseline.")
 flags.DEFINE_integer("latent_size", 512, "Size of z and w.")
 flags.DEFINE_integer("layer_count", 9, "Style model LODs: resolution 4 * 2 ** (layer_count - 1).")
 flags.DEFINE_integer("resolution", 0, "Training resolution; 0: from layer_count (style) or the data (mlp).")
@@ -28,7 +29,7 @@ flags.DEFINE_integer("max_channels", 512, "Cap on feature maps.")
 flags.DEFINE_integer("mapping_layers", 8, "Layers of the mapping network F.")
 flags.DEFINE_integer("channels", 3, "Image channels (1 or 3).")
 flags.DEFINE_integer("fused_from", 4, "Resolution from which up/down convs use the fused (transposed / strided 4x4) "
-                     "form; the same function, ~2.25x fewer FLOPs (release: 128).")
+                     "form; the same function with fewer FLOPs (release: 128).")
 # Objective.
 flags.DEFINE_float("r1_gamma", 10.0, "R1 weight gamma (penalty gamma/2 * |grad|^2).")
 flags.DEFINE_float("style_mixing_prob", 0.9, "Probability of style mixing in the D and G steps.")
@@ -117,85 +118,26 @@ def prepare_data(data_dir: str, source: str, test_count: int):
 PROGRESSIVE = ("alae_style", "stylegan")
 
 
-def _loss_scaling() -> bool:
-    """The models' mixed_precision: whether the policy build() set is loss-scaled float16
-    (bfloat16 needs no scaling)."""
+def from_flags(cls, f, **derived):
+    """The dataclass ``cls`` with each field from ``derived`` or else the flag of the same name."""
+    names = {field.name for field in dataclasses.fields(cls)}
+    values = {name: f[name].value for name in names if name in f}
+    values.update({k: v for k, v in derived.items() if k in names})
+    return cls(**values)
+
+
+def model_config(f, resolution: int, layer_count: int):
+    """The config of --model from the flags. Derived: the resolution and layer count (from the data
+    and --layer_count), the loss scaling (from the policy --mixed_precision set), ``hidden``
+    (from --ae_hidden)."""
     import keras
-
-    return precision.loss_scaling(keras.mixed_precision.global_policy().name)
-
-
-def _alae_config(f, resolution: int, layer_count: int):
-    from alae_tf.models.alae import ALAEConfig
-
-    return ALAEConfig(
-        model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
-        layer_count=layer_count, start_channels=f.start_channels,
-        max_channels=f.max_channels, mapping_layers=f.mapping_layers, fused_from=f.fused_from,
-        r1_gamma=f.r1_gamma, style_mixing_prob=f.style_mixing_prob, ema_halflife_kimg=f.ema_halflife_kimg,
-        ttur=f.ttur, encoder_lr_mult=f.encoder_lr_mult, lae_weight=f.lae_weight, z_regression=f.z_regression,
-        truncation_psi=f.truncation_psi, truncation_cutoff=f.truncation_cutoff,
-        mixed_precision=_loss_scaling(), jit=f.jit, seed=f.seed)
-
-
-def _autoencoder_config(f, resolution: int, layer_count: int):
-    from alae_tf.models.autoencoders import AutoencoderConfig
 
     try:
         hidden = tuple(int(h) for h in f.ae_hidden)
     except ValueError:
         raise ValueError(f"--ae_hidden must be comma-separated integers, got {','.join(f.ae_hidden)}") from None
-    return AutoencoderConfig(
-        model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
-        ae_arch=f.ae_arch, hidden=hidden, start_channels=f.start_channels, max_channels=f.max_channels,
-        tied_weights=f.tied_weights, noise=f.noise, noise_level=f.noise_level, sparsity=f.sparsity,
-        sparsity_weight=f.sparsity_weight, sparsity_target=f.sparsity_target, vae_sigma=f.vae_sigma,
-        mixed_precision=_loss_scaling(), jit=f.jit, seed=f.seed)
-
-
-def _stylegan_config(f, resolution: int, layer_count: int):
-    from alae_tf.models.stylegan import StyleGANConfig
-
-    return StyleGANConfig(
-        model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
-        layer_count=layer_count, start_channels=f.start_channels, max_channels=f.max_channels,
-        mapping_layers=f.mapping_layers, fused_from=f.fused_from, r1_gamma=f.r1_gamma,
-        style_mixing_prob=f.style_mixing_prob, ema_halflife_kimg=f.ema_halflife_kimg, ttur=f.ttur,
-        truncation_psi=f.truncation_psi, truncation_cutoff=f.truncation_cutoff,
-        mixed_precision=_loss_scaling(), jit=f.jit, seed=f.seed)
-
-
-def _dcgan_config(f, resolution: int, layer_count: int):
-    from alae_tf.models.dcgan import DCGANConfig
-
-    return DCGANConfig(
-        model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
-        start_channels=f.start_channels, max_channels=f.max_channels,
-        mixed_precision=_loss_scaling(), jit=f.jit, seed=f.seed)
-
-
-def _vaegan_config(f, resolution: int, layer_count: int):
-    from alae_tf.models.vaegan import VAEGANConfig
-
-    return VAEGANConfig(
-        model=f.model, resolution=resolution, channels=f.channels, latent_size=f.latent_size,
-        recon_vs_gan_weight=f.recon_vs_gan_weight, equilibrium=f.equilibrium, margin=f.margin,
-        mixed_precision=_loss_scaling(), jit=f.jit, seed=f.seed)
-
-
-# --model -> config builder (flags, resolution, layer_count) -> config; alae_tf.runs.MODELS gives
-# the model class of each config, for training and for rebuilding a run alike.
-CONFIG_BUILDERS = {
-    "alae_style": _alae_config,
-    "alae_mlp": _alae_config,
-    "ae": _autoencoder_config,
-    "dae": _autoencoder_config,
-    "sae": _autoencoder_config,
-    "vae": _autoencoder_config,
-    "dcgan": _dcgan_config,
-    "stylegan": _stylegan_config,
-    "vaegan": _vaegan_config,
-}
+    return from_flags(MODELS[f.model][1], f, resolution=resolution, layer_count=layer_count, hidden=hidden,
+                      mixed_precision=precision.loss_scaling(keras.mixed_precision.global_policy().name))
 
 
 def build(argv_flags=FLAGS):
@@ -203,7 +145,6 @@ def build(argv_flags=FLAGS):
     import keras
 
     from alae_tf import data as data_lib
-    from alae_tf import runs
     from alae_tf.schedule import Schedule
     from alae_tf.training.loop import LoopConfig
 
@@ -257,16 +198,11 @@ def build(argv_flags=FLAGS):
                         learning_rates, fade=f.fade, transition_images=transition, start_lod=f.start_lod
                         if progressive else 0)
     total_images = int(f.total_kimg * 1000) if f.total_kimg > 0 else int(f.epochs * info.count)
-    config = CONFIG_BUILDERS[f.model](f, resolution, layer_count)
-    model_cls = runs.MODELS[f.model][1]
-    loop = LoopConfig(
-        output_dir=f.output_dir, data_dir=f.data_dir, total_images=total_images,
-        snapshot_images=max(1, int(f.snapshot_kimg * 1000)),
-        checkpoint_images=max(1, int(f.checkpoint_kimg * 1000)), keep_checkpoints=f.keep_checkpoints,
-        log_seconds=f.log_seconds, mirror=f.mirror, data_memory_bytes=f.data_memory_mb << 20,
-        seed=f.seed, nan_policy=f.nan_policy, time_limit_seconds=f.time_limit_minutes * 60,
-        max_rollbacks=f.max_rollbacks, deterministic=f.deterministic, skip_corrupt_records=f.skip_corrupt_records,
-        data_lod_offset=int(math.log2(resolution)) - 2 - config.top_lod)
+    config = model_config(f, resolution, layer_count)
+    model_cls = MODELS[f.model][0]
+    loop = from_flags(LoopConfig, f, total_images=total_images, snapshot_images=max(1, int(f.snapshot_kimg * 1000)),
+                      checkpoint_images=max(1, int(f.checkpoint_kimg * 1000)), data_memory_bytes=f.data_memory_mb << 20,
+                      time_limit_seconds=f.time_limit_minutes * 60)
 
     def model_fn():
         return model_cls(config, learning_rate=schedule.learning_rates[schedule.phase(0).lod])

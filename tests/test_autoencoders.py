@@ -212,8 +212,7 @@ VARIANTS = {
 
 def _trainer(dataset, run_dir, config, total, checkpoint_images=10**9, strategy=None):
     loop = LoopConfig(output_dir=str(run_dir), data_dir=dataset, total_images=total, snapshot_images=10**9,
-                      checkpoint_images=checkpoint_images, log_seconds=1e9, summary_steps=2, grid_size=4,
-                      data_lod_offset=2)
+                      checkpoint_images=checkpoint_images, log_seconds=1e9, summary_steps=2, grid_size=4)
     schedule = Schedule(1, 0, [BATCH], [0.002])
     return Trainer(lambda: Autoencoder(config), schedule, strategy or tf.distribute.get_strategy(), loop)
 
@@ -242,49 +241,6 @@ def test_each_model_trains_under_the_trainer(variant, dataset, tmp_path):
     assert float(after["codes"][2]) == (0.0 if config.model == "vae" else pytest.approx(1 - 0.99 ** 4, rel=1e-5))
     assert int(model.step.numpy()) == 4 and int(model.opt.iterations.numpy()) == 4
     assert model.generate(trainer.grid_z).shape == (4, 16, 16, 1)
-
-
-def test_two_replicas_equal_one_replica(two_replicas):
-    """Same global batch on 1 and 2 replicas: the same losses and weights (DAE noise and KL
-    sparsity's batch mean are drawn / all-reduced over the global batch)."""
-    reals = tf.constant(np.random.default_rng(5).uniform(-1, 1, (3, BATCH, 16, 16, 1)), tf.float32)
-    for variant in ("dae_gaussian", "sae_kl"):
-        config = AutoencoderConfig(**VARIANTS[variant], **TINY)
-        results, initial = {}, None
-        for name, strategy in [("one", tf.distribute.get_strategy()), ("two", two_replicas)]:
-            with strategy.scope():
-                model = Autoencoder(config)
-                model.opt = keras.optimizers.SGD(0.1)  # Adam's first steps ~ lr * sign(g): fragile
-                model.opt.build(model.trainable_variables)
-            variables = model.trainable_variables
-            if initial is None:
-                initial = [v.numpy() for v in variables]
-            for v, value in zip(variables, initial):
-                v.assign(value)
-
-            @tf.function
-            def step(x, model=model, strategy=strategy):
-                terms = strategy.run(model.replica_step, args=(x, tf.constant(1.0)),
-                                     kwargs=dict(lod=0, global_batch=BATCH))
-                model.after_step(BATCH)
-                return {k: strategy.reduce("SUM", v, axis=None) for k, v in terms.items()}
-
-            for i in range(3):
-                n = strategy.num_replicas_in_sync
-
-                def value_fn(ctx, i=i, n=n):
-                    size = BATCH // n
-                    return reals[i, ctx.replica_id_in_sync_group * size:(ctx.replica_id_in_sync_group + 1) * size]
-
-                terms = step(strategy.experimental_distribute_values_from_function(value_fn))
-            results[name] = ({k: float(v) for k, v in terms.items()},
-                             [v.numpy() for v in variables + [model.code_sum, model.code_moment]])
-        one, two = results["one"], results["two"]
-        assert one[0].keys() == two[0].keys()
-        for k in one[0]:
-            assert two[0][k] == pytest.approx(one[0][k], rel=1e-4, abs=1e-6), (variant, k)
-        for a, b in zip(one[1], two[1]):
-            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
 
 
 def test_checkpoint_resume_and_load_run(dataset, tmp_path):
@@ -403,10 +359,15 @@ def test_config_errors_name_the_flag(overrides, message):
 
 
 def test_ae_hidden_must_be_integers():
-    from alae_tf.train import _autoencoder_config
+    from alae_tf import train
 
-    with pytest.raises(ValueError, match=r"^--ae_hidden must be comma-separated integers, got 512,x$"):
-        _autoencoder_config(SimpleNamespace(ae_hidden=["512", "x"]), 32, 1)
+    train.FLAGS.unparse_flags()
+    try:
+        train.FLAGS(["train", "--model=ae", "--ae_hidden=512,x"])
+        with pytest.raises(ValueError, match=r"^--ae_hidden must be comma-separated integers, got 512,x$"):
+            train.model_config(train.FLAGS, 32, 1)
+    finally:
+        train.FLAGS.unparse_flags()
 
 
 def test_cli_bad_flag_value_is_one_line(dataset, tmp_path):

@@ -45,7 +45,8 @@ def test_defaults_are_the_release_defaults():
     from absl import flags
 
     from alae_tf import train  # noqa: F401  (defines the flags)
-    from alae_tf.models.alae import ALAEConfig, make_adam
+    from alae_tf.models.alae import ALAEConfig
+    from alae_tf.models.base import make_adam
 
     rel = RELEASE["ffhq"]
     f = flags.FLAGS

@@ -127,7 +127,7 @@ class _SignallingTrainer(Trainer):
 
 def _loop(run_dir, data, total, **kw):
     defaults = dict(snapshot_images=10**9, checkpoint_images=10**9, log_seconds=1e9, summary_steps=1000,
-                    grid_size=4, data_lod_offset=2)  # the MLP's one LOD reads the 16x16 level
+                    grid_size=4)
     defaults.update(kw)
     return LoopConfig(output_dir=str(run_dir), data_dir=data, total_images=total, **defaults)
 

@@ -1,5 +1,5 @@
 """The autoencoder baselines of the textbook chapter (Goodfellow et al., Deep Learning, ch. 14)
-and the VAE (Kingma & Welling 2014), behind ALAE's model interface.
+and the VAE (Kingma & Welling 2014).
 
 - ``ae``: undercomplete autoencoder, loss = per-pixel mean squared error ||x - g(f(x))||^2 / P;
   MLP (stacked, optionally with tied weights) or convolutional.
@@ -17,8 +17,7 @@ it decodes ``mean + A z`` with ``A A^T = cov``, the full-covariance Gaussian of 
 ``code_decay`` per step, bias-corrected) of the batch mean and second moment. It is model state,
 saved in checkpoints.
 
-All noise (the DAE's corruption, the VAE's eps) is stateless, drawn for the global batch from
-(seed, step, purpose) and sliced per replica, so a run does not depend on how its batch is split.
+All noise (the DAE's corruption, the VAE's eps) is drawn for the global batch (alae_tf.models.base).
 """
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ import keras
 import tensorflow as tf
 
 from alae_tf import losses
-from alae_tf.networks import WeightsTrackable
+from alae_tf.models.base import Model, ModelConfig, average, loss_scaled
 from alae_tf.networks.autoencoders import ConvDecoder, ConvEncoder, DenseDecoder, DenseEncoder
 
 MODELS = ("ae", "dae", "sae", "vae")
@@ -36,11 +35,10 @@ _NOISE, _EPS = range(2)  # purposes folded into the per-step seed
 
 
 @dataclasses.dataclass
-class AutoencoderConfig:
+class AutoencoderConfig(ModelConfig):
     """Architecture and objective of one autoencoder baseline."""
 
     model: str = "ae"  # ae | dae | sae | vae
-    resolution: int = 32
     channels: int = 1
     latent_size: int = 50
     ae_arch: str = "mlp"  # mlp | conv
@@ -55,9 +53,6 @@ class AutoencoderConfig:
     sparsity_target: float = 0.05
     vae_sigma: float = 0.2
     code_decay: float = 0.99
-    mixed_precision: bool = False
-    jit: bool = False
-    seed: int = 0
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
@@ -67,10 +62,7 @@ class AutoencoderConfig:
             raise ValueError(f"--ae_arch must be mlp or conv, got {self.ae_arch!r}")
         if self.resolution < 4 or self.resolution & (self.resolution - 1):
             raise ValueError(f"--resolution must be a power of 2 of at least 4, got {self.resolution}")
-        if self.channels not in (1, 3):
-            raise ValueError(f"--channels must be 1 or 3, got {self.channels}")
-        if self.latent_size < 1:
-            raise ValueError(f"--latent_size must be at least 1, got {self.latent_size}")
+        super().__post_init__()
         if not self.hidden or min(self.hidden) < 1:
             raise ValueError(f"--ae_hidden must be positive layer widths, got {list(self.hidden)}")
         if self.start_channels < 1 or self.max_channels < 1:
@@ -98,10 +90,6 @@ class AutoencoderConfig:
             raise ValueError("--jit does not support --sparsity=kl (its batch mean is all-reduced)")
 
     @property
-    def top_lod(self) -> int:
-        return 0
-
-    @property
     def kl_sparsity(self) -> bool:
         return self.model == "sae" and self.sparsity == "kl"
 
@@ -124,77 +112,42 @@ def make_networks(c: AutoencoderConfig, prefix: str = "") -> tuple[keras.layers.
     return enc, dec
 
 
-def reset_optimizer(opt: keras.optimizers.Optimizer):
-    """Zeroes an optimizer's moments and counters, keeping its learning rate and loss scale."""
-    keep = {id(opt.learning_rate)}
-    if isinstance(opt, keras.optimizers.LossScaleOptimizer):
-        keep |= {id(v) for v in (opt.dynamic_scale, opt.step_counter)}
-        keep.add(id(opt.inner_optimizer.learning_rate))
-    for v in opt.variables:
-        if id(v) not in keep:
-            v.assign(tf.zeros_like(v))
-
-
-class Autoencoder:
-    """ae / dae / sae / vae: encoder, decoder, one Adam, the step counter and the code Gaussian.
-
-    Build it inside ``strategy.scope()``; ``replica_step`` runs in replica context and returns
-    loss terms already divided by the global batch (a SUM over replicas gives the mean).
-    """
-
-    can_encode = True
+class Autoencoder(Model):
+    """ae / dae / sae / vae: encoder, decoder, one Adam, the step counter and the code Gaussian."""
 
     def __init__(self, config: AutoencoderConfig, learning_rate: float = 1e-3):
-        self.config = c = config
+        super().__init__(config)
+        c = config
         self.E, self.D = make_networks(c)
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
-                                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         # Exponential moving averages of the codes' mean and second moment, and of 1 (the bias
         # correction): mean = code_sum / code_weight, E[h h^T] = code_moment / code_weight.
         mean_kw = dict(trainable=False, aggregation=tf.VariableAggregation.MEAN)
         self.code_sum = tf.Variable(tf.zeros([c.latent_size]), name="code_sum", **mean_kw)
         self.code_moment = tf.Variable(tf.zeros([c.latent_size, c.latent_size]), name="code_moment", **mean_kw)
         self.code_weight = tf.Variable(0.0, name="code_weight", **mean_kw)
-        opt = keras.optimizers.Adam(learning_rate=learning_rate)
-        self.opt = keras.optimizers.LossScaleOptimizer(opt) if c.mixed_precision else opt
+        self.opt = loss_scaled(keras.optimizers.Adam(learning_rate=learning_rate), c.mixed_precision)
         self.opt.build(self.trainable_variables)
-        self._grad_fns: dict = {}
 
-    # ----------------------------------------------------------------------------- state
     @property
     def trainable_variables(self) -> list[tf.Variable]:
         return self.E.trainable_variables + self.D.trainable_variables
 
-    def checkpoint_items(self) -> dict:
-        return {"E": WeightsTrackable(self.E), "D": WeightsTrackable(self.D), "opt": self.opt,
-                "step": self.step, "code_sum": self.code_sum, "code_moment": self.code_moment,
-                "code_weight": self.code_weight}
+    def networks(self) -> dict[str, keras.layers.Layer]:
+        return {"E": self.E, "D": self.D}
 
-    def set_learning_rate(self, lr: float):
-        self.opt.learning_rate.assign(lr)
+    @property
+    def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
+        return {"opt": self.opt}
 
-    def reset_optimizers(self):
-        reset_optimizer(self.opt)
-
-    # ----------------------------------------------------------------------------- randomness
-    def _seed(self, purpose: int):
-        base = tf.stack([tf.constant(self.config.seed, tf.int64), tf.cast(self.step, tf.int64)])
-        return tf.random.experimental.stateless_fold_in(tf.cast(base, tf.int32), purpose)
-
-    @staticmethod
-    def _replica_slice(x, global_batch: int):
-        ctx = tf.distribute.get_replica_context()
-        local = global_batch // ctx.num_replicas_in_sync
-        start = tf.cast(ctx.replica_id_in_sync_group, tf.int32) * local
-        return x[start:start + local]
+    def state_variables(self) -> dict[str, tf.Variable]:
+        return {"code_sum": self.code_sum, "code_moment": self.code_moment, "code_weight": self.code_weight}
 
     def corrupt(self, images, global_batch: int):
         """The DAE's corruption of this replica's images (drawn for the global batch)."""
         c = self.config
-        shape = [global_batch] + list(images.shape[1:])
         if c.noise == "gaussian":
-            eps = self._replica_slice(tf.random.stateless_normal(shape, self._seed(_NOISE)), global_batch)
-            return images + c.noise_level * eps
+            return images + c.noise_level * self._normal(_NOISE, global_batch, images.shape[1:])
+        shape = [global_batch] + list(images.shape[1:])
         u = self._replica_slice(tf.random.stateless_uniform(shape, self._seed(_NOISE)), global_batch)
         keep = tf.cast(u >= c.noise_level, images.dtype)
         return images * keep / (1.0 - c.noise_level)
@@ -221,14 +174,12 @@ class Autoencoder:
             encoded = self.E(inputs)
             if c.model == "vae":
                 mean, log_var = self._split(encoded)
-                eps = self._replica_slice(
-                    tf.random.stateless_normal([global_batch, c.latent_size], self._seed(_EPS)), global_batch)
-                z = mean + tf.exp(0.5 * log_var) * eps
+                z = mean + tf.exp(0.5 * log_var) * self._normal(_EPS, global_batch)
                 fakes = tf.cast(self._decode(z), tf.float32)
                 squared = tf.reduce_sum(tf.square(fakes - reals), axis=[1, 2, 3])
                 kl = losses.gaussian_kl(mean, log_var)
                 per_example = squared / (2.0 * c.vae_sigma ** 2) + kl
-                terms["kl"] = tf.nn.compute_average_loss(kl, global_batch_size=global_batch)
+                terms["kl"] = average(kl, global_batch)
                 pixels = float(reals.shape[1] * reals.shape[2] * reals.shape[3])
                 mse = squared / pixels
                 codes = None
@@ -240,8 +191,8 @@ class Autoencoder:
                 if c.model == "sae" and c.sparsity == "l1":
                     omega = losses.l1_sparsity(codes)
                     per_example = mse + c.sparsity_weight * omega
-                    terms["sparsity"] = tf.nn.compute_average_loss(omega, global_batch_size=global_batch)
-            loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                    terms["sparsity"] = average(omega, global_batch)
+            loss = average(per_example, global_batch)
             if c.kl_sparsity:
                 # rho_hat over the global batch; every replica adds omega / replicas, so the SUM
                 # over replicas is omega (all_reduce's gradient all-reduces the gradients back).
@@ -252,18 +203,11 @@ class Autoencoder:
                 loss = loss + c.sparsity_weight * omega
             scaled = self.opt.scale_loss(loss) if c.mixed_precision else loss
         grads = tape.gradient(scaled, variables)
-        terms["recon"] = tf.nn.compute_average_loss(mse, global_batch_size=global_batch)
+        terms["recon"] = average(mse, global_batch)
         terms["loss"] = loss
         if c.model == "dae":  # the Gaussian of samples is fitted to codes of clean images
             codes = tf.cast(self.E(reals), tf.float32)
         return terms, grads, codes
-
-    def _compiled(self, global_batch: int):
-        if global_batch not in self._grad_fns:
-            def bound(reals):
-                return self._grads(reals, global_batch)
-            self._grad_fns[global_batch] = tf.function(bound, jit_compile=True) if self.config.jit else bound
-        return self._grad_fns[global_batch]
 
     def update_code_stats(self, codes):
         """One EMA step of the code Gaussian with this replica's codes (replicas average)."""
@@ -277,14 +221,11 @@ class Autoencoder:
 
     def replica_step(self, reals, alpha, lod: int, global_batch: int) -> dict:
         """One Adam step on this replica's reals (alpha and lod unused: one resolution)."""
-        terms, grads, codes = self._compiled(global_batch)(reals)
+        terms, grads, codes = self._compiled(self._grads, global_batch=global_batch)(reals)
         self.opt.apply_gradients(zip(grads, self.trainable_variables))
         if codes is not None:
             self.update_code_stats(codes)
         return terms
-
-    def after_step(self, global_batch: int):
-        self.step.assign_add(1)
 
     # ----------------------------------------------------------------------------- inference
     def code_gaussian(self):
@@ -307,7 +248,7 @@ class Autoencoder:
         mean, scale = self.code_gaussian()
         return mean + tf.matmul(z, scale, transpose_b=True)
 
-    def generate(self, z, truncation: bool = False, **unused):
+    def generate(self, z, **unused):
         return self.decode(self.prior_codes(z))
 
     def encode(self, images, **unused):
@@ -319,10 +260,3 @@ class Autoencoder:
 
     def decode(self, codes, **unused):
         return tf.cast(self._decode(tf.cast(codes, self.E.compute_dtype)), tf.float32)
-
-    def reconstruct(self, images, **unused):
-        return self.decode(self.encode(images))
-
-    def summary_images(self, z, reals, lod: int, alpha) -> dict:
-        return {"samples": self.generate(z),
-                "reconstructions": tf.concat([reals, self.reconstruct(reals)], axis=0)}

@@ -1,4 +1,4 @@
-"""VAE-GAN (Larsen et al. 2016) behind ALAE's model interface.
+"""VAE-GAN (Larsen et al. 2016).
 
 One iteration, one forward pass (Alg. 1 of the paper):
   z = mu(x) + exp(log_var(x) / 2) * eps,   x~ = Dec(z),   x_p = Dec(z_p), z_p ~ N(0, I)
@@ -14,9 +14,7 @@ global-batch mean BCE on reals and on generated images: D too good (a BCE below 
 not trained this step; D too bad (a BCE above 1.03) -> the decoder's GAN term is dropped; both ->
 both train. A gated-off update is a zero gradient, which GatedRMSprop skips.
 Three RMSProp optimizers (lr 3e-4, rho 0.9; mean squares start at 1 and skip zero gradients: see
-GatedRMSprop).
-Batch norm is synchronized; eps and z_p are drawn for the global batch from (seed, step, purpose)
-and sliced per replica.
+GatedRMSprop). Batch norm is synchronized; eps and z_p are drawn for the global batch.
 """
 from __future__ import annotations
 
@@ -26,38 +24,30 @@ import keras
 import tensorflow as tf
 
 from alae_tf import losses
-from alae_tf.models.alae import ALAE, apply
-from alae_tf.networks import WeightsTrackable
+from alae_tf.models.base import Model, ModelConfig, apply, average, loss_scaled
 from alae_tf.networks.vaegan import VAEGANDecoder, VAEGANDiscriminator, VAEGANEncoder, stages
 
 _EPS, _PRIOR = range(2)  # purposes folded into the per-step seed
 
 
 @dataclasses.dataclass
-class VAEGANConfig:
+class VAEGANConfig(ModelConfig):
     """Architecture and objective of VAE-GAN."""
 
     model: str = "vaegan"
     resolution: int = 64
-    channels: int = 3
     latent_size: int = 128
     dense_units: int = 2048  # the encoder's dense layer
     discriminator_units: int = 512  # the discriminator's dense layer
     recon_vs_gan_weight: float = 1e-6
     equilibrium: float = 0.68
     margin: float = 0.35
-    mixed_precision: bool = False
-    jit: bool = False
-    seed: int = 0
 
     def __post_init__(self):
         if self.model != "vaegan":
             raise ValueError(f"--model must be vaegan for VAEGANConfig, got {self.model!r}")
         stages(self.resolution)
-        if self.channels not in (1, 3):
-            raise ValueError(f"--channels must be 1 or 3, got {self.channels}")
-        if self.latent_size < 1:
-            raise ValueError(f"--latent_size must be at least 1, got {self.latent_size}")
+        super().__post_init__()
         if self.dense_units < 1 or self.discriminator_units < 1:
             raise ValueError(f"dense_units and discriminator_units must be positive, got {self.dense_units} "
                              f"and {self.discriminator_units}")
@@ -65,10 +55,6 @@ class VAEGANConfig:
             raise ValueError(f"--recon_vs_gan_weight must be >= 0, got {self.recon_vs_gan_weight}")
         if self.margin < 0:
             raise ValueError(f"--margin must be >= 0, got {self.margin}")
-
-    @property
-    def top_lod(self) -> int:
-        return 0
 
 
 @keras.saving.register_keras_serializable(package="alae_tf")
@@ -112,89 +98,58 @@ class GatedRMSprop(keras.optimizers.RMSprop):
         return config
 
 
-def make_rmsprop(learning_rate: float, mixed_precision: bool) -> keras.optimizers.Optimizer:
-    opt = GatedRMSprop(learning_rate=learning_rate)
-    return keras.optimizers.LossScaleOptimizer(opt) if mixed_precision else opt
-
-
-def _rmsprop(opt: keras.optimizers.Optimizer) -> GatedRMSprop:
-    return opt.inner_optimizer if isinstance(opt, keras.optimizers.LossScaleOptimizer) else opt
-
-
-class VAEGAN:
+class VAEGAN(Model):
     """Encoder, decoder, discriminator, their RMSProp optimizers and the step counter."""
 
-    can_encode = True
-
     def __init__(self, config: VAEGANConfig, learning_rate: float = 3e-4):
-        self.config = c = config
-        if c.jit and tf.distribute.get_strategy().num_replicas_in_sync > 1:
-            raise ValueError("--jit works with --model=vaegan on one replica only (its synchronized batch norm "
-                             "all-reduces inside the XLA-compiled step)")
+        super().__init__(config)
+        c = config
+        self._check_jit_with_batch_norm()
         kw = dict(resolution=c.resolution, channels=c.channels)
         self.E = VAEGANEncoder(latent_size=c.latent_size, dense_units=c.dense_units, **kw, name="encoder")
         self.Dec = VAEGANDecoder(latent_size=c.latent_size, **kw, name="decoder")
         self.Dis = VAEGANDiscriminator(dense_units=c.discriminator_units, **kw, name="discriminator")
         mean, _ = self.E(tf.zeros([1, c.resolution, c.resolution, c.channels]))  # builds all three
         self.Dis(self.Dec(mean))
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step",
-                                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-        self.opt_e = make_rmsprop(learning_rate, c.mixed_precision)
-        self.opt_dec = make_rmsprop(learning_rate, c.mixed_precision)
-        self.opt_dis = make_rmsprop(learning_rate, c.mixed_precision)
+        self.opt_e, self.opt_dec, self.opt_dis = (
+            loss_scaled(GatedRMSprop(learning_rate=learning_rate), c.mixed_precision) for _ in range(3))
         for opt, net in self._groups():
             opt.build(net.trainable_variables)
-        self._grad_fns: dict = {}
 
     def _groups(self):
         return [(self.opt_e, self.E), (self.opt_dec, self.Dec), (self.opt_dis, self.Dis)]
 
-    # ----------------------------------------------------------------------------- state
+    def networks(self) -> dict[str, keras.layers.Layer]:
+        return {"E": self.E, "Dec": self.Dec, "Dis": self.Dis}
+
     @property
     def optimizers(self) -> dict[str, keras.optimizers.Optimizer]:
         return {"opt_e": self.opt_e, "opt_dec": self.opt_dec, "opt_dis": self.opt_dis}
 
-    def checkpoint_items(self) -> dict:
-        return {"E": WeightsTrackable(self.E), "Dec": WeightsTrackable(self.Dec),
-                "Dis": WeightsTrackable(self.Dis), **self.optimizers, "step": self.step}
-
-    def set_learning_rate(self, lr: float):
-        for opt in self.optimizers.values():
-            opt.learning_rate.assign(lr)
-
     def reset_optimizers(self):
-        """Zeroes the optimizers' state as ALAE does, then restarts the mean squares at 1."""
-        ALAE.reset_optimizers(self)
+        """Zeroes the optimizers' state, then restarts the mean squares at 1."""
+        super().reset_optimizers()
         for opt in self.optimizers.values():
-            _rmsprop(opt).restart()
+            getattr(opt, "inner_optimizer", opt).restart()
 
-    # ALAE's seeding and per-replica slicing read only config.seed, config.latent_size and self.step.
-    _seed = ALAE._seed
-    _latents = ALAE._latents
-    _replica_slice = staticmethod(ALAE._replica_slice)
-
-    # ----------------------------------------------------------------------------- training
     def _grads(self, reals, global_batch: int):
         c = self.config
         ctx = tf.distribute.get_replica_context()
         local = tf.shape(reals)[0]
-        eps = self._latents(_EPS, global_batch)
-        z_p = self._latents(_PRIOR, global_batch)
-
-        def average(per_example):
-            return tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
-
+        eps = self._normal(_EPS, global_batch)
+        z_p = self._normal(_PRIOR, global_batch)
         with tf.GradientTape(persistent=True) as tape:
             mean, log_var = self.E(reals, training=True)
             z = mean + tf.exp(0.5 * log_var) * eps
             decoded = self.Dec(tf.concat([z, z_p], axis=0), training=True)
             logits, features = self.Dis(tf.concat([tf.cast(reals, tf.float32), decoded], axis=0), training=True)
             real_logits, rec_logits, prior_logits = logits[:local], logits[local:2 * local], logits[2 * local:]
-            kl = average(losses.gaussian_kl(mean, log_var))
-            recon = average(losses.feature_reconstruction(features[local:2 * local], features[:local]))
-            real_bce = average(tf.nn.softplus(-real_logits))
-            fake_bce = average(0.5 * (tf.nn.softplus(rec_logits) + tf.nn.softplus(prior_logits)))
-            gan = average(tf.nn.softplus(-rec_logits) + tf.nn.softplus(-prior_logits))
+            kl = average(losses.gaussian_kl(mean, log_var), global_batch)
+            recon = average(losses.feature_reconstruction(features[local:2 * local], features[:local]),
+                            global_batch)
+            real_bce = average(tf.nn.softplus(-real_logits), global_batch)
+            fake_bce = average(0.5 * (tf.nn.softplus(rec_logits) + tf.nn.softplus(prior_logits)), global_batch)
+            gan = average(tf.nn.softplus(-rec_logits) + tf.nn.softplus(-prior_logits), global_batch)
             # The gates: from the global batch's BCEs, so every replica decides the same.
             train_dis, train_dec = losses.equilibrium_gates(
                 ctx.all_reduce(tf.distribute.ReduceOp.SUM, tf.stop_gradient(real_bce)),
@@ -212,25 +167,14 @@ class VAEGAN:
                  "train_dis": dis_gate / replicas, "train_dec_gan": dec_gate / replicas}
         return terms, grads
 
-    def _compiled(self, global_batch: int):
-        if global_batch not in self._grad_fns:
-            def bound(reals):
-                return self._grads(reals, global_batch=global_batch)
-            self._grad_fns[global_batch] = tf.function(bound, jit_compile=True) if self.config.jit else bound
-        return self._grad_fns[global_batch]
-
     def replica_step(self, reals, alpha, lod: int, global_batch: int) -> dict:
         """One simultaneous update of E, Dec and Dis (alpha and lod unused: one resolution)."""
-        terms, grads = self._compiled(global_batch)(reals)
+        terms, grads = self._compiled(self._grads, global_batch=global_batch)(reals)
         for g, (opt, net) in zip(grads, self._groups()):
             apply(opt, g, net.trainable_variables)
         return terms
 
-    def after_step(self, global_batch: int):
-        self.step.assign_add(1)
-
-    # ----------------------------------------------------------------------------- inference
-    def generate(self, z, truncation: bool = False, **unused):
+    def generate(self, z, **unused):
         """Dec(z), z ~ N(0, I) (the prior), with batch norm's moving statistics."""
         return self.decode(z)
 
@@ -240,10 +184,3 @@ class VAEGAN:
 
     def decode(self, codes, **unused):
         return tf.cast(self.Dec(tf.cast(codes, tf.float32), training=False), tf.float32)
-
-    def reconstruct(self, images, **unused):
-        return self.decode(self.encode(images))
-
-    def summary_images(self, z, reals, lod: int, alpha) -> dict:
-        return {"samples": self.generate(z),
-                "reconstructions": tf.concat([reals, self.reconstruct(reals)], axis=0)}

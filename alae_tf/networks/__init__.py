@@ -1,4 +1,5 @@
-"""Networks of ALAE: mapping F and discriminator head D, style G and E, MLP G and E."""
+"""Networks of ALAE and the baselines, and what they share: checkpointing by weight name and
+synchronized batch norm."""
 from __future__ import annotations
 
 import keras
@@ -20,3 +21,13 @@ class WeightsTrackable(tf.Module):
             (w.path[len(prefix):] if w.path.startswith(prefix) else w.path).replace("/", "."): w
             for w in layer.weights
         }
+
+
+def batch_norm(name: str) -> keras.layers.BatchNormalization:
+    """Batch norm whose statistics are over the global batch under a distribution strategy."""
+    return keras.layers.BatchNormalization(synchronized=True, name=name)
+
+
+def channels_at(lod: int, layer_count: int, start_channels: int, max_channels: int) -> int:
+    """Feature maps at LOD ``lod`` of a progressive network: doubling from the top resolution down, capped."""
+    return min(max_channels, start_channels * 2 ** (layer_count - 1 - lod))

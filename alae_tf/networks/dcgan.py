@@ -15,7 +15,7 @@ import keras
 import tensorflow as tf
 
 from alae_tf.layers import lrelu
-from alae_tf.networks.vaegan import batch_norm
+from alae_tf.networks import batch_norm
 
 
 def _init():

@@ -13,11 +13,7 @@ from alae_tf.layers import (
     Bias, Blur, Downscale2D, EqualizedConv2D, EqualizedDense, FromRGB, InstanceNorm,
     NoiseInjection, StyleMod, ToRGB, Upscale2D, lrelu,
 )
-
-
-def channels_at(lod: int, layer_count: int, start_channels: int, max_channels: int) -> int:
-    """Feature maps at LOD ``lod``: doubling from the top resolution down, capped."""
-    return min(max_channels, start_channels * 2 ** (layer_count - 1 - lod))
+from alae_tf.networks import channels_at
 
 
 def draw_noise(x, noise, index: int, batch=None):

@@ -12,7 +12,7 @@ import keras
 import tensorflow as tf
 
 from alae_tf.layers import Bias, Blur, Downscale2D, EqualizedConv2D, EqualizedDense, FromRGB, MinibatchStdDev, lrelu
-from alae_tf.networks.style import channels_at
+from alae_tf.networks import channels_at
 
 
 @keras.saving.register_keras_serializable(package="alae_tf")

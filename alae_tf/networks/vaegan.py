@@ -17,6 +17,7 @@ import keras
 import tensorflow as tf
 
 from alae_tf.layers import lrelu
+from alae_tf.networks import batch_norm
 
 RESOLUTIONS = (16, 32, 64)
 _ENCODER = (64, 128, 256)
@@ -36,11 +37,6 @@ def widths(resolution: int) -> dict[str, tuple[int, ...]]:
     """Feature maps of each network at ``resolution`` (the paper's at 64, top stages dropped below)."""
     n = stages(resolution)
     return {"encoder": _ENCODER[:n], "decoder": _DECODER[-n:], "discriminator": _DISCRIMINATOR[:n]}
-
-
-def batch_norm(name: str) -> keras.layers.BatchNormalization:
-    """Batch norm whose statistics are over the global batch under a distribution strategy."""
-    return keras.layers.BatchNormalization(synchronized=True, name=name)
 
 
 class _Net(keras.layers.Layer):

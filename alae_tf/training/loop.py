@@ -1,13 +1,7 @@
 """The strategy-agnostic training loop.
 
-The loop knows a model only through this interface (ALAE and the baselines share it):
-  replica_step(reals, alpha, lod, global_batch) -> dict of per-replica loss terms (replica context)
-  after_step(global_batch)                         cross-replica bookkeeping (EMA, step counter)
-  checkpoint_items() -> dict                        everything a resume needs
-  set_learning_rate(lr), reset_optimizers()
-  summary_images(z, reals, lod, alpha) -> dict of NHWC [-1, 1] batches
-  config.latent_size, config.top_lod
-It owns the strategy, the data, the schedule, checkpoints, summaries and progress.
+The loop knows a model only through alae_tf.models.base.Model's interface. It owns the
+strategy, the data, the schedule, checkpoints, summaries and progress.
 """
 from __future__ import annotations
 
@@ -45,7 +39,6 @@ class LoopConfig:
     data_memory_bytes: int = data_lib.IN_MEMORY_BYTES  # see data.make_dataset's memory_bytes
     seed: int = 0
     grid_size: int = 36  # samples in the snapshot grids (6 x 6)
-    data_lod_offset: int = 0  # dataset LOD = model LOD + offset (the MLP model has one LOD)
     nan_policy: str = "stop"  # stop | rollback
     max_rollbacks: int = 3
     time_limit_seconds: float = 0.0  # > 0: stop (grids, checkpoint) after this much training in this process
@@ -133,9 +126,13 @@ class Trainer:
                                   tf.float32)
 
     # ------------------------------------------------------------------ data and steps
+    def _data_lod(self, lod: int) -> int:
+        """The reader's level (0 = 4x4) of the images the model trains on at ``lod``."""
+        return int(math.log2(self.model.resolution(lod))) - 2
+
     def _dataset(self, lod: int, global_batch: int, seen: int):
         cfg = self.config
-        data_lod = lod + cfg.data_lod_offset
+        data_lod = self._data_lod(lod)
         info = data_lib.describe(cfg.data_dir, check_sizes=not cfg.skip_corrupt_records)
         # --deterministic: the stream is a function of where this LOD's data began, and a resume
         # skips what was consumed; otherwise a fresh stream seeded by the images seen.
@@ -155,7 +152,7 @@ class Trainer:
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
     def _fixed_reals(self, lod: int) -> tf.Tensor:
-        ds = data_lib.make_dataset(self.config.data_dir, lod + self.config.data_lod_offset,
+        ds = data_lib.make_dataset(self.config.data_dir, self._data_lod(lod),
                                    min(16, self.config.grid_size), shuffle=False, repeat=False,
                                    info=data_lib.describe(self.config.data_dir,
                                                           check_sizes=not self.config.skip_corrupt_records),
@@ -256,7 +253,7 @@ class Trainer:
                 iterator = self._dataset(lod, batch, seen)
                 step = self._step_fn(lod, batch)
                 fixed_reals = self._fixed_reals(lod)
-                res = 4 * 2 ** (lod + cfg.data_lod_offset)
+                res = self.model.resolution(lod)
                 logging.info("LOD %d (%dx%d): batch %d, learning rate %g", lod, res, res, batch, learning_rate)
             if self._signal is not None:
                 self._stop_request[0].assign(1.0)
@@ -270,7 +267,7 @@ class Trainer:
                 if cfg.skip_corrupt_records and self._skip_corrupt(lod):
                     iterator = self._dataset(lod, batch, seen)
                     continue
-                error = data_lib.diagnose(cfg.data_dir, lod + cfg.data_lod_offset, e)
+                error = data_lib.diagnose(cfg.data_dir, self._data_lod(lod), e)
                 raise TrainingError(f"training step failed at {seen} images (LOD {lod}): {error}") from None
             except _LOST_WORKER as e:
                 if self.workers == 1:
@@ -286,9 +283,7 @@ class Trainer:
             values = {k: float(v) for k, v in terms.items()}
             bad = [k for k, v in values.items() if not math.isfinite(v)]
             if bad:
-                counter = getattr(self.model, "step", None)  # steps done, the bad one included
-                number = int(counter.numpy()) if counter is not None else steps + 1
-                where = f"step {number} ({seen} images, LOD {lod})"
+                where = f"step {int(self.model.step.numpy())} ({seen} images, LOD {lod})"  # the bad one included
                 if cfg.nan_policy == "rollback" and self._rollback(where, bad):
                     seen, lod = int(self.images_seen.numpy()), None
                     next_snapshot = (seen // cfg.snapshot_images + 1) * cfg.snapshot_images
@@ -383,7 +378,7 @@ class Trainer:
     def _skip_corrupt(self, lod: int) -> bool:
         """Limits the reader to the records before each file's first bad one; False if none found."""
         cfg = self.config
-        limits, lost, notes = data_lib.usable_records(cfg.data_dir, lod + cfg.data_lod_offset)
+        limits, lost, notes = data_lib.usable_records(cfg.data_dir, self._data_lod(lod))
         if not limits or limits == self._limits:
             return False
         self._limits, self.skipped_records = limits, lost
