@@ -164,8 +164,8 @@ class Split:
         self.path, self.flag = path, flag
         try:
             self.info = describe(path)
-            self.lod = int(round(math.log2(resolution))) - 2
-            self.info.level_for_lod(self.lod)
+            self.resolution = resolution
+            self.info.level_at(resolution)
         except ValueError as e:
             raise ValueError(f"{flag}={path}: {str(e).splitlines()[0]}") from None
         if self.info.channels != channels:
@@ -179,20 +179,20 @@ class Split:
 
     def batches(self, count: int, batch_size: int, labels: bool = False) -> Iterator:
         """Batches (images float32 NHWC [-1, 1], labels or None) of the first ``count`` images."""
-        from alae_tf.data import make_dataset
+        from alae_tf.data import make_dataset, to_float
 
         if labels and not self.has_labels:
             raise ValueError(f"{self.flag}={self.path} has no labels")
         count = min(count, self.count)
         # whole batches only (make_dataset drops a remainder): a divisor of the record count
         b = next(d for d in range(min(batch_size, self.count), 0, -1) if self.count % d == 0)
-        ds = make_dataset(self.path, self.lod, b, labels=labels, shuffle=False, repeat=False,
+        ds = make_dataset(self.path, self.resolution, b, labels=labels, shuffle=False, repeat=False,
                           info=self.info)
         seen = 0
         for item in ds:
             x, y = item if labels else (item, None)
             take = min(b, count - seen)
-            yield x.numpy()[:take], (None if y is None else y.numpy()[:take])
+            yield to_float(x).numpy()[:take], (None if y is None else y.numpy()[:take])
             seen += take
             if seen >= count:
                 return

@@ -12,7 +12,6 @@ See docs/export.md.
 """
 from __future__ import annotations
 
-import math
 import os
 import sys
 
@@ -222,9 +221,8 @@ def read_images(backend, folder: str | None, data_dir: str | None, count: int) -
         return read_folder(folder, backend.resolution, backend.channels, count)
     from alae_tf.data import take_images
 
-    lod = int(round(math.log2(backend.resolution))) - 2
     try:
-        images = take_images(data_dir, lod, count)
+        images = take_images(data_dir, backend.resolution, count)
     except Exception as e:  # DatasetError, missing files: one line
         raise ValueError(f"--data_dir={data_dir}: {str(e).splitlines()[0]}") from None
     if images.shape[-1] != backend.channels:
