@@ -64,7 +64,7 @@ def test_reconstruction_figure_puts_originals_beside_reconstructions(exports, di
     from alae_tf.figures import open_model, reconstruction_figure
 
     backend = open_model(exports["mlp"])
-    images = take_images(digits, 2, 3)
+    images = take_images(digits, 16, 3)
     fig = reconstruction_figure(backend, images)
     assert fig.shape == (16, 6 * 16, 1)
     for i in range(3):
