@@ -8,12 +8,13 @@ and out.
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Iterator
 
 import numpy as np
 import tensorflow as tf
+
+from alae_tf.images import to_float
 
 SAVED_MODEL_FILE = "saved_model.pb"
 
@@ -132,8 +133,7 @@ class Dataset:
         try:
             self.info = describe(path)
             self.resolution = resolution or self.info.resolution
-            self.lod = int(round(math.log2(self.resolution))) - 2
-            self.info.level_for_lod(self.lod)
+            self.info.level_at(self.resolution)
         except ValueError as e:
             raise ValueError(f"{self.name}: {first_line(e)}") from None
         if channels and self.info.channels != channels:
@@ -147,15 +147,14 @@ class Dataset:
         if labels and not self.has_labels:
             raise ValueError(f"{self.name} has no labels")
         count = min(count, self.count)
-        # whole batches only (make_dataset drops a remainder): a divisor of the record count
-        b = next(d for d in range(min(batch_size, self.count), 0, -1) if self.count % d == 0)
-        ds = make_dataset(self.path, self.lod, b, labels=labels, shuffle=False, repeat=False,
+        b = min(batch_size, count)
+        ds = make_dataset(self.path, self.resolution, b, labels=labels, shuffle=False, repeat=False,
                           info=self.info)
         seen = 0
         for item in ds:
             x, y = item if labels else (item, None)
             take = min(b, count - seen)
-            yield x.numpy()[:take], (None if y is None else y.numpy()[:take])
+            yield to_float(x.numpy()[:take]), (None if y is None else y.numpy()[:take])
             seen += take
             if seen >= count:
                 return
@@ -170,7 +169,7 @@ class Dataset:
         from alae_tf.data import take_images
 
         try:
-            return take_images(self.path, self.lod, count)
+            return take_images(self.path, self.resolution, count)
         except Exception as e:  # DatasetError, missing files: one line
             raise ValueError(f"{self.name}: {first_line(e)}") from None
 

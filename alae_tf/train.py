@@ -76,12 +76,9 @@ flags.DEFINE_string("prepare", None, "When --data_dir has no dataset, convert th
                     "first (mnist5k).")
 flags.DEFINE_integer("prepare_test_count", 1000, "With --prepare: images held out as <name>_test.")
 flags.DEFINE_string("output_dir", None, "Run directory: flags, checkpoints, TensorBoard, PNG grids.")
-flags.DEFINE_boolean("mirror", False, "Random horizontal flips of the reals (made on the device "
-                     "inside the training step, not by the reader).")
-flags.DEFINE_integer("data_memory_mb", 256, "A level whose pixels (per worker) take at "
-                     "most this many MiB is held in memory and reshuffled whole every epoch; a larger one "
-                     "streams in windows of half as many MiB, each reshuffled whole.",
-                     lower_bound=1)
+flags.DEFINE_boolean("mirror", False, "Random horizontal flips of the reals (made by the reader).")
+flags.DEFINE_integer("data_memory_mb", 256, "Memory budget (MiB per worker) of the reader's shuffle "
+                     "buffer of records.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of every random draw.")
 flags.DEFINE_float("snapshot_kimg", 20, "Image grids every this many thousand images.")
 flags.DEFINE_float("checkpoint_kimg", 50, "Checkpoint every this many thousand images.")

@@ -1,9 +1,11 @@
-"""alae_tf.bench: the convolution FLOP count of a traced step, and the JSON it prints."""
+"""alae_tf.bench --mode=step: the convolution FLOP count of a traced step, and the JSON it
+prints with the batch in memory and with real data."""
 import pytest
 import tensorflow as tf
 
 from alae_tf import bench
 from alae_tf import train  # noqa: F401  both in one process: no flag may be defined twice
+from tfrecords_tools.writer import convert
 
 
 def _graph(fn, *specs):
@@ -49,17 +51,24 @@ def test_conv_flops_counts_what_runs_only():
     assert bench.conv_flops(_graph(lambda: inner(x0) * 2.0)) == fwd  # nested call followed
 
 
-def test_bench_json_small_batch(monkeypatch):
+def test_step_json_in_memory_and_real_data(monkeypatch, tmp_path):
     monkeypatch.setitem(bench.CONFIGS, "tiny", dict(
         resolution=8, channels=1, latent_size=8, layer_count=2, start_channels=8,
         max_channels=16, mapping_layers=2, batch=2))
-    result = bench.run_bench("tiny", iters=1, warmup=0, split=False)
+    convert(source="mnist5k", output_dir=str(tmp_path), name="mn", max_images=20, parts=2, workers=1)
+    result = bench.run_step("tiny", steps=2, warmup=1, rounds=2, data_dir=str(tmp_path),
+                            count_flops=True)
     assert result["batch"] == 2 and result["policy"] == "float32"
-    assert result["images_per_second"] == pytest.approx(2 / result["seconds_per_iteration"], rel=0.01)
+    assert result["images_per_second"] == pytest.approx(2 / result["seconds_per_step"], rel=0.01)
+    assert result["images_per_second_real_data"] == pytest.approx(
+        2 / result["seconds_per_step_real_data"], rel=0.01)
+    assert result["real_over_memory"] == pytest.approx(
+        result["seconds_per_step_real_data"] / result["seconds_per_step"], rel=0.01)
     gflop = result["conv_gflop_per_iteration"]
     assert gflop > 0 and result["conv_gflops_machine"] > 0
     assert result["images_per_second_conv_bound"] == pytest.approx(
         2 * result["conv_gflops_machine"] / gflop, rel=0.02)
-    # every convolution's work is proportional to the batch
-    again = bench.run_bench("tiny", iters=1, warmup=0, batch=4, split=False)
+    # every convolution's work is proportional to the batch; no data_dir: no real-data figures
+    again = bench.run_step("tiny", steps=1, warmup=0, rounds=1, batch=4, count_flops=True)
     assert again["conv_gflop_per_iteration"] == pytest.approx(2 * gflop, rel=1e-3)
+    assert "real_over_memory" not in again

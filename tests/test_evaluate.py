@@ -163,7 +163,7 @@ def test_every_metric_against_direct_computation(world):
     v = out["metrics"]
 
     alae = load_run(world["run"])
-    reals = to_float(take_images(world["data"], 2, n))
+    reals = to_float(take_images(world["data"], 16, n))
     z = np.random.RandomState(seed).standard_normal((n, 8)).astype(np.float32)
     fake = alae.generate(z, truncation=False, noise=False).numpy()
     rec = alae.decode(alae.encode(reals), noise=False).numpy()
@@ -178,7 +178,7 @@ def test_every_metric_against_direct_computation(world):
         fid.fid_of_features(clf.features(reals), clf.features(rec)), rel=1e-4)
     assert v["class_histogram"] == pytest.approx(domain.class_histogram(clf, fake))
 
-    test_x, test_y = take_images(world["data"] + "_test", 2, 80, labels=True)
+    test_x, test_y = take_images(world["data"] + "_test", 16, 80, labels=True)
     test_x = to_float(test_x)
     test_x, test_y = test_x[:n], test_y[:n]
     test_rec = alae.decode(alae.encode(test_x), noise=False).numpy()
@@ -188,7 +188,7 @@ def test_every_metric_against_direct_computation(world):
     assert v["label_preservation/classifier_accuracy"] == pytest.approx(
         domain.label_preservation(clf, test_x, test_y))
 
-    train_x, train_y = take_images(world["data"], 2, n, labels=True)
+    train_x, train_y = take_images(world["data"], 16, n, labels=True)
     train_x = to_float(train_x)
     px = probe.accuracies(train_x, train_y, test_x, test_y, seed)
     assert v["latent_probe/pixels/1nn"] == px["1nn"] and v["latent_probe/pixels/svm"] == px["svm"]

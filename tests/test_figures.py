@@ -73,7 +73,7 @@ def test_reconstruction_figure_puts_originals_beside_reconstructions(exports, di
     from alae_tf.inference import open_model
 
     model = open_model(exports["mlp"])
-    images = take_images(digits, 2, 3)
+    images = take_images(digits, 16, 3)
     fig = reconstruction_figure(model, images)
     assert fig.shape == (16, 6 * 16, 1)
     for i in range(3):

@@ -86,18 +86,9 @@ def test_names():
     assert fmt.parse_filename("/a/my-set-r05.tfrecords.012") == ("my-set", 5, 12)
     assert fmt.parse_filename("my-set-r05.tfrecords") == ("my-set", 5, None)
     assert fmt.parse_filename("my-set-r05.labels") is None
-    assert fmt.level_of_resolution(256) == 8 and fmt.level_of_lod(0) == 2
+    assert fmt.level_of_resolution(256) == 8 and fmt.level_of_resolution(4) == 2
     with pytest.raises(fmt.DatasetError):
         fmt.level_of_resolution(48)
-
-
-def test_example_layout_locates_data_and_label():
-    img = np.arange(48, dtype=np.uint8).reshape(3, 4, 4)
-    rec = fmt.encode_example(img, 9)
-    lay = fmt.example_layout(rec)
-    a, b = lay["data"]
-    assert rec[a:b] == img.tobytes() and rec[lay["label"]] == 9
-    assert fmt.example_layout(fmt.encode_example(img, 200)) is None  # two-byte label
 
 
 def _fixture(tmp_path, name="ds", parts=2, n=6, size=16, labels=True):
@@ -112,7 +103,7 @@ def test_describe_release_and_stylegan_layouts(tmp_path):
     assert (info.name, info.levels, info.resolution, info.channels, info.count) == \
         ("ds", [2, 3, 4], 16, 3, 6)
     assert info.has_labels and info.layout == "parts" and info.parts == {2: 2, 3: 2, 4: 2}
-    assert info.records[4] == [3, 3] and info.manifest is None and info.max_lod == 2
+    assert info.records[4] == [3, 3] and info.manifest is None and info.level_at(16) == 4
     _fixture(tmp_path / "sg", parts=None, labels=False)
     info = fmt.describe(str(tmp_path / "sg" / "ds-r03.tfrecords"))
     assert info.layout == "stylegan" and not info.has_labels and info.parts[4] == 1
@@ -138,11 +129,14 @@ def test_describe_errors_are_one_line_dataset_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(fmt.DatasetError, match="no dataset found"):
         fmt.describe(str(tmp_path / "empty"))
-    _fixture(tmp_path / "gap")
+    _fixture(tmp_path / "gap")  # a level absent: read at the levels it has
     os.remove(tmp_path / "gap" / "ds-r03.tfrecords.000")
     os.remove(tmp_path / "gap" / "ds-r03.tfrecords.001")
-    with pytest.raises(fmt.DatasetError, match="level.*r03.*missing"):
-        fmt.describe(str(tmp_path / "gap"))
+    info = fmt.describe(str(tmp_path / "gap"))
+    assert info.levels == [2, 4] and info.level_at(4) == 2
+    with pytest.raises(fmt.DatasetError, match=r"gap/ds: no 8x8 images \(level r03\); the dataset "
+                                               r"holds r02 \(4x4\), r04 \(16x16\)$"):
+        info.level_at(8)
     _fixture(tmp_path / "part")
     os.remove(tmp_path / "part" / "ds-r04.tfrecords.000")
     with pytest.raises(fmt.DatasetError, match="r04 misses part.*000"):

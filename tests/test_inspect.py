@@ -1,4 +1,4 @@
-"""tfrecords_tools.inspect: our datasets, StyleGAN and release fixtures, and broken ones."""
+"""tfrecords_tools.inspect_records: our datasets, StyleGAN and release fixtures, and broken ones."""
 import json
 import os
 import re
@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 
 from tfrecords_tools import format as fmt
-from tfrecords_tools import inspect as tinspect
+from tfrecords_tools import inspect_records as tinspect
 from tfrecords_tools.writer import convert
 from tests.helpers_data import error_line, run_cli, smooth_images, write_fixture
 
@@ -144,23 +144,31 @@ def test_short_file_cut_at_record_boundary_is_named(tmp_path, capsys):
                         f"(levels hold different record counts: r02=5, r03=4, r04=5)") in err
 
 
-def test_missing_level_and_nothing_found(tmp_path, capsys):
+def test_partial_levels_pass_and_nothing_found(tmp_path, capsys):
+    """A dataset holding only some levels (the release's held-out sets: the top one) passes;
+    the box filter is checked between the adjacent levels present."""
     d = _dataset(tmp_path)
     for p in range(2):
         os.remove(os.path.join(d, f"d-r03.tfrecords.{p:03d}"))
     rc, out, err = run_main(capsys, d)
-    assert rc == 1 and "level(s) r03 missing" in err
+    assert rc == 0, err
+    assert "levels r02, r04 present (r03 absent: read at the levels it has)" in out
+    assert "all 12 records read" in out and "box filter" not in out
+    for p in range(2):
+        os.remove(os.path.join(d, f"d-r02.tfrecords.{p:03d}"))
+    rc, out, err = run_main(capsys, d)
+    assert rc == 0 and "levels r04 present (r02, r03 absent" in out
     rc, out, err = run_main(capsys, tmp_path / "nothing-here")
     assert rc == 1 and err.startswith("error: ") and "no dataset found" in err
 
 
 def test_cli(tmp_path):
     d = _dataset(tmp_path)
-    p = run_cli("tfrecords_tools.inspect", d)
+    p = run_cli("tfrecords_tools.inspect_records", d)
     assert p.returncode == 0, p.stderr[-2000:]
     assert "result: OK" in p.stdout
     os.remove(os.path.join(d, "d-r04.tfrecords.001"))
-    p = run_cli("tfrecords_tools.inspect", d)
+    p = run_cli("tfrecords_tools.inspect_records", d)
     assert p.returncode == 1 and "FAIL" in p.stdout
     assert error_line(p).startswith("error: ")
 

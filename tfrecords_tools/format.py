@@ -1,7 +1,8 @@
 """The multi-LOD TFRecord format: the one source of truth for schema, file names and manifest.
 
 A dataset called NAME in folder DIR is one set of files per resolution level r = log2(side),
-from r02 (4x4) up to the top level:
+usually from r02 (4x4) up to the top level (the ALAE release's held-out sets hold only their
+top level; a reader reads the levels a dataset has):
 
     DIR/NAME-r02.tfrecords.000 ... DIR/NAME-rRR.tfrecords.PPP   (parts layout, ALAE release)
     DIR/NAME-r02.tfrecords     ... DIR/NAME-rRR.tfrecords       (StyleGAN dataset_tool layout)
@@ -16,9 +17,10 @@ Every record is an uncompressed TFRecord holding a ``tf.train.Example`` with
 Level r-1 is the 2x2 box average of the unrounded float level r, rounded with ``np.rint`` and
 clipped to [0, 255]; record i of every level is the same image.
 
-This module needs neither TensorFlow nor protobuf: it encodes and decodes the Example wire
-format and the TFRecord framing itself, so converter workers and ``describe`` stay light.
-TensorFlow readers (``alae_tf.data``) and the inspector import their names from here.
+This module needs no protobuf, and TensorFlow only to check data CRCs (``first_problem``,
+``verify_files``): it encodes and decodes the Example wire format and the TFRecord framing
+itself, so converter workers and ``describe`` stay light. Readers (``alae_tf.data``) and the
+inspector (``tfrecords_tools.inspect_records``) take their names and checks from here.
 """
 from __future__ import annotations
 
@@ -55,15 +57,6 @@ class DatasetError(ValueError):
 # ----------------------------------------------------------------------------------------------
 # Names
 # ----------------------------------------------------------------------------------------------
-
-def level_of_lod(lod: int) -> int:
-    """lod 0 is 4x4, file level r02."""
-    return int(lod) + MIN_LEVEL
-
-
-def lod_of_level(level: int) -> int:
-    return int(level) - MIN_LEVEL
-
 
 def level_of_resolution(resolution: int) -> int:
     """log2 of a power-of-two side >= 4, else DatasetError."""
@@ -197,7 +190,7 @@ def _decode_feature(buf, start, end):
     for field, wire, val in _iter_fields(buf, start, end):
         if field == 1 and wire == 2:  # bytes_list
             kind = "bytes"
-            values = [bytes(buf[a:b]) for f, w, (a, b) in _iter_fields(buf, *val)
+            values = [bytes(buf[v[0]:v[1]]) for f, w, v in _iter_fields(buf, *val)
                       if f == 1 and w == 2]
         elif field == 3 and wire == 2:  # int64_list
             kind, values = "int64", []
@@ -255,47 +248,6 @@ def decode_example(serialized: bytes) -> dict:
     except _Malformed as e:
         raise DatasetError(f"malformed tf.train.Example ({e})") from None
     return out
-
-
-def example_layout(serialized: bytes) -> dict | None:
-    """Where a record's payload lies: {'length', 'data': (start, end), 'label': index of a
-    one-byte label varint or None}. Readers use it as a template: a record of the same length
-    whose bytes outside the data (and label byte) are identical has the same structure, so
-    its payload can be sliced without parsing. None when the record does not fit the
-    schema (one data entry, one int64 label at most)."""
-    buf = memoryview(serialized)
-    data = label = None
-    try:
-        for key, feature in _feature_entries(buf):
-            if feature is None:
-                continue
-            kinds = list(_iter_fields(buf, *feature))
-            if key == KEY_DATA.encode():
-                if len(kinds) != 1 or kinds[0][0] != 1:
-                    return None
-                values = list(_iter_fields(buf, *kinds[0][2]))
-                if len(values) != 1 or values[0][1] != 2:
-                    return None
-                data = values[0][2]
-            elif key == KEY_LABEL.encode():
-                if len(kinds) != 1 or kinds[0][0] != 3:
-                    return None
-                a, b = kinds[0][2]
-                values = list(_iter_fields(buf, a, b))
-                if len(values) != 1:
-                    return None
-                vf, vw, vv = values[0]
-                if vw == 2 and vv[1] - vv[0] == 1:  # packed, one byte
-                    label = vv[0]
-                elif vw == 0 and b - a == 2:  # unpacked: tag byte + one value byte
-                    label = a + 1
-                else:
-                    return None
-    except _Malformed:
-        return None
-    if data is None:
-        return None
-    return {"length": len(buf), "data": data, "label": label}
 
 
 def check_fields(fields: dict, expect_shape=None, need_label: bool = False) -> str | None:
@@ -413,22 +365,58 @@ def frame_record(data: bytes) -> bytes:
             + struct.pack("<I", masked_crc32c(data)))
 
 
-def find_bad_record(files, expect_shape=None, need_label: bool = False):
-    """First problem in a list of files (framing, Example decoding, shape / data length /
-    label), as a one-line message naming the file and record index; None if all are fine.
-    Pure Python: reads every record; data CRCs are not checked (TensorFlow does that)."""
-    for path in files:
-        try:
-            for i, rec in iter_records(path):
-                try:
-                    fields = decode_example(rec)
-                except DatasetError as e:
-                    return f"{path}: record {i}: {e}"
-                problem = check_fields(fields, expect_shape, need_label)
+_RECORD_RE = re.compile(r": record (\d+): ")
+_OFFSET_RE = re.compile(r"record at (\d+)")
+
+
+def record_problem(path: str, index: int, serialized: bytes, expect_shape=None,
+                   need_label: bool = False) -> str | None:
+    """"FILE: record I: what" when a record is no valid Example of `expect_shape` (with a
+    label when need_label), else None."""
+    try:
+        problem = check_fields(decode_example(serialized), expect_shape, need_label)
+    except DatasetError as e:
+        problem = str(e)
+    return problem and f"{path}: record {index}: {problem}"
+
+
+def first_problem(path: str, expect_shape=None, need_label: bool = False) -> tuple[int, str] | None:
+    """(index, "FILE: record I: what") of the first bad record of one file, or None: framing,
+    data CRCs (read with TensorFlow), Example, shape, data length and label."""
+    import tensorflow as tf
+
+    try:
+        frames = scan_records(path)
+    except DatasetError as e:
+        m = _RECORD_RE.search(str(e))
+        return (int(m.group(1)) if m else 0), str(e)
+    index_of = {}  # TensorFlow names the header offset (truncation) or the data offset (CRC)
+    for i, (off, _) in enumerate(frames):
+        index_of[off - 12] = index_of[off] = i
+    i = 0
+    try:
+        for batch in tf.data.TFRecordDataset(path, buffer_size=1 << 20).batch(64):
+            for rec in batch.numpy():
+                problem = record_problem(path, i, rec, expect_shape, need_label)
                 if problem:
-                    return f"{path}: record {i}: {problem}"
-        except DatasetError as e:
-            return str(e)
+                    return i, problem
+                i += 1
+    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
+        m = _OFFSET_RE.search(str(e))
+        idx = index_of.get(int(m.group(1)), i) if m else i
+        what = "truncated" if "truncated" in str(e) else "corrupt data (CRC mismatch)"
+        return idx, f"{path}: record {idx}: {what}"
+    if i != len(frames):
+        return i, f"{path}: record {i}: TensorFlow read {i} records, framing shows {len(frames)}"
+    return None
+
+
+def verify_files(files, expect_shape=None, need_label: bool = False) -> str | None:
+    """The first problem of `files` (see first_problem) as "FILE: record I: what", or None."""
+    for path in files:
+        problem = first_problem(path, expect_shape, need_label)
+        if problem:
+            return problem[1]
     return None
 
 
@@ -476,7 +464,8 @@ def write_manifest(path: str, manifest: dict) -> None:
 class DatasetInfo:
     """What a reader needs to know about one multi-LOD dataset.
 
-    levels: file levels r (2 = 4x4 ... top); files[r]: paths in part order; records[r]:
+    levels: the file levels r present (2 = 4x4 ... top; a held-out set may hold only its top
+    level); files[r]: paths in part order; records[r]:
     records per file; parts[r] = len(files[r]); count: records per level (the same at every
     level); resolution = 2 ** top level; layout: 'parts' or 'stylegan'; manifest: the parsed
     manifest or None (StyleGAN / release datasets)."""
@@ -499,20 +488,17 @@ class DatasetInfo:
         return self.levels[-1]
 
     @property
-    def max_lod(self) -> int:
-        return lod_of_level(self.levels[-1])
-
-    @property
     def prefix(self) -> str:
         return os.path.join(self.directory, self.name)
 
-    def level_for_lod(self, lod: int) -> int:
-        level = level_of_lod(lod)
+    def level_at(self, resolution: int) -> int:
+        """The file level r holding images of `resolution` x `resolution`; DatasetError naming
+        the resolution and the levels present when the dataset lacks it."""
+        level = level_of_resolution(resolution)
         if level not in self.files:
-            raise DatasetError(
-                f"{self.prefix}: lod {lod} is not in the dataset: it has lod 0..{self.max_lod} "
-                f"(4x4 to {self.resolution}x{self.resolution}, levels "
-                f"r{self.levels[0]:02d}..r{self.levels[-1]:02d})")
+            have = ", ".join(f"r{r:02d} ({2 ** r}x{2 ** r})" for r in self.levels)
+            raise DatasetError(f"{self.prefix}: no {resolution}x{resolution} images (level "
+                               f"r{level:02d}); the dataset holds {have}")
         return level
 
     def shape_at(self, level: int) -> tuple[int, int, int]:
@@ -669,13 +655,13 @@ def manifest_mismatch(manifest: dict, levels: list[int], count: int | None,
     return None
 
 
-def describe(path: str, *, verify_levels: bool = True, check_sizes: bool = True) -> DatasetInfo:
+def describe(path: str, *, check_sizes: bool = True) -> DatasetInfo:
     """DatasetInfo of the single dataset that `path` designates (see find_datasets).
 
     With a manifest: levels, counts, channels and labels come from it, and every file listed
     must exist with the byte size the manifest records. Without one (StyleGAN or release
     datasets): the framing of every file is scanned to count records. Either way, the first
-    record of each level is decoded and checked against [C, 2**r, 2**r] when verify_levels.
+    record of each level is decoded and checked against [C, 2**r, 2**r].
     check_sizes=False accepts files whose size differs from the manifest's (for readers that
     skip corrupt records).
     Raises DatasetError (one line, naming the path / level / file) on any inconsistency."""
@@ -738,10 +724,6 @@ def describe(path: str, *, verify_levels: bool = True, check_sizes: bool = True)
         channels, has_labels, num_classes = None, None, None
 
     top = levels[-1]
-    missing = [r for r in range(MIN_LEVEL, top + 1) if r not in files]
-    if missing:
-        raise DatasetError(f"{prefix}: level(s) {', '.join('r%02d' % r for r in missing)} "
-                           f"missing (levels must run from r02 to r{top:02d})")
     problem = count_mismatch(prefix, files, records)
     if problem:
         raise DatasetError(problem)
@@ -751,32 +733,31 @@ def describe(path: str, *, verify_levels: bool = True, check_sizes: bool = True)
         if problem:
             raise DatasetError(f"{mpath}: {problem}")
 
-    if manifest is None or verify_levels:
-        for r in reversed(levels):
-            fp, rec = _first_record(files[r])
-            if rec is None:
-                if count == 0:
-                    break
-                continue
-            try:
-                fields = decode_example(rec)
-            except DatasetError as e:
-                raise DatasetError(f"{fp}: record 0: {e}") from None
-            if channels is None:
-                shape = fields.get(KEY_SHAPE) or [0]
-                channels = int(shape[0])
-                has_labels = KEY_LABEL in fields
-                if channels not in (1, 2, 3, 4):
-                    raise DatasetError(f"{fp}: record 0: shape {list(shape)} is not [C, H, W] "
-                                       f"with 1 to 4 channels")
-            problem = check_fields(fields, (channels, 2 ** r, 2 ** r))
+    for r in reversed(levels):
+        fp, rec = _first_record(files[r])
+        if rec is None:
+            if count == 0:
+                break
+            continue
+        try:
+            fields = decode_example(rec)
+        except DatasetError as e:
+            raise DatasetError(f"{fp}: record 0: {e}") from None
+        if channels is None:
+            shape = fields.get(KEY_SHAPE) or [0]
+            channels = int(shape[0])
+            has_labels = KEY_LABEL in fields
+            if channels not in (1, 2, 3, 4):
+                raise DatasetError(f"{fp}: record 0: shape {list(shape)} is not [C, H, W] "
+                                   f"with 1 to 4 channels")
+        problem = check_fields(fields, (channels, 2 ** r, 2 ** r))
+        if problem:
+            raise DatasetError(f"{fp}: record 0: {problem} (level r{r:02d})")
+        if manifest is not None:
+            problem = manifest_mismatch(manifest, levels, count,
+                                        has_labels=KEY_LABEL in fields)
             if problem:
-                raise DatasetError(f"{fp}: record 0: {problem} (level r{r:02d})")
-            if manifest is not None:
-                problem = manifest_mismatch(manifest, levels, count,
-                                            has_labels=KEY_LABEL in fields)
-                if problem:
-                    raise DatasetError(f"{mpath}: {problem} ({fp}: record 0)")
+                raise DatasetError(f"{mpath}: {problem} ({fp}: record 0)")
     if channels is None:
         raise DatasetError(f"{prefix}: the dataset holds no records")
     return DatasetInfo(

@@ -17,6 +17,7 @@ import tensorflow as tf
 from absl import logging
 
 from alae_tf import data as data_lib
+from alae_tf.images import to_float
 from alae_tf.schedule import Schedule
 from alae_tf.training.checkpoints import Checkpointer
 from alae_tf.training.strategy import is_chief, num_workers
@@ -35,8 +36,8 @@ class LoopConfig:
     keep_checkpoints: int = 3
     log_seconds: float = 10.0
     summary_steps: int = 50
-    mirror: bool = False  # flips each real with p = 1/2 in the step, on the device
-    data_memory_bytes: int = data_lib.IN_MEMORY_BYTES  # see data.make_dataset's memory_bytes
+    mirror: bool = False  # the reader flips each real with p = 1/2
+    data_memory_bytes: int = data_lib.SHUFFLE_BYTES  # see data.make_dataset's shuffle_bytes
     seed: int = 0
     grid_size: int = 36  # samples in the snapshot grids (6 x 6)
     nan_policy: str = "stop"  # stop | rollback
@@ -51,10 +52,6 @@ class LoopConfig:
             raise ValueError(f"--nan_policy must be stop or rollback, got {self.nan_policy!r}")
         if self.max_rollbacks < 0:
             raise ValueError(f"--max_rollbacks must be >= 0, got {self.max_rollbacks}")
-
-
-# Added to --seed for the flip draws, so they are not the data shuffle's draws.
-_FLIP_STREAM = 0x6D697272
 
 
 class TrainingError(RuntimeError):
@@ -126,13 +123,9 @@ class Trainer:
                                   tf.float32)
 
     # ------------------------------------------------------------------ data and steps
-    def _data_lod(self, lod: int) -> int:
-        """The reader's level (0 = 4x4) of the images the model trains on at ``lod``."""
-        return int(math.log2(self.model.resolution(lod))) - 2
-
     def _dataset(self, lod: int, global_batch: int, seen: int):
         cfg = self.config
-        data_lod = self._data_lod(lod)
+        resolution = self.model.resolution(lod)
         info = data_lib.describe(cfg.data_dir, check_sizes=not cfg.skip_corrupt_records)
         # --deterministic: the stream is a function of where this LOD's data began, and a resume
         # skips what was consumed; otherwise a fresh stream seeded by the images seen.
@@ -142,9 +135,9 @@ class Trainer:
 
         def dataset_fn(ctx: tf.distribute.InputContext):
             ds = data_lib.make_dataset(
-                cfg.data_dir, data_lod, ctx.get_per_replica_batch_size(global_batch),
-                shuffle=True, repeat=True, seed=cfg.seed + start, input_context=ctx, info=info,
-                limits=limits, raw=True, memory_bytes=cfg.data_memory_bytes)
+                cfg.data_dir, resolution, ctx.get_per_replica_batch_size(global_batch),
+                mirror=cfg.mirror, seed=cfg.seed + start, input_context=ctx, info=info,
+                limits=limits, shuffle_bytes=cfg.data_memory_bytes)
             return ds.skip(skip) if skip else ds
 
         if skip:
@@ -152,35 +145,27 @@ class Trainer:
         return iter(self.strategy.distribute_datasets_from_function(dataset_fn))
 
     def _fixed_reals(self, lod: int) -> tf.Tensor:
-        ds = data_lib.make_dataset(self.config.data_dir, self._data_lod(lod),
+        ds = data_lib.make_dataset(self.config.data_dir, self.model.resolution(lod),
                                    min(16, self.config.grid_size), shuffle=False, repeat=False,
                                    info=data_lib.describe(self.config.data_dir,
                                                           check_sizes=not self.config.skip_corrupt_records),
                                    limits=self._limits)
-        return next(iter(ds))
+        return to_float(next(iter(ds)))
 
     def _step_fn(self, lod: int, global_batch: int):
         key = (lod, global_batch)
         if key not in self._steps:
             model, strategy, stop_request = self.model, self.strategy, self._stop_request
-            images_seen, replicas = self.images_seen, strategy.num_replicas_in_sync
-            mirror, flip_seed = self.config.mirror, self.config.seed + _FLIP_STREAM
 
-            def replica_fn(pixels, alpha, seen):
-                key = None
-                if mirror:  # flips drawn per (step, replica): distinct on every replica and step
-                    replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-                    key = tf.stack([tf.constant(flip_seed, tf.int64),
-                                    seen * replicas + tf.cast(replica, tf.int64)])
-                # uint8 crossed to the device; flips and floats made here
-                reals = data_lib.to_images(pixels, flip_key=key)
+            def replica_fn(pixels, alpha):
+                reals = to_float(pixels)  # uint8 crossed to the device; floats made here
                 terms = model.replica_step(reals, alpha, lod=lod, global_batch=global_batch)
                 return terms, tf.identity(stop_request)
 
             @tf.function
             def step(iterator, alpha):
                 reals = next(iterator)
-                terms, stop = strategy.run(replica_fn, args=(reals, alpha, tf.identity(images_seen)))
+                terms, stop = strategy.run(replica_fn, args=(reals, alpha))
                 model.after_step(global_batch)
                 reduced = {k: strategy.reduce(tf.distribute.ReduceOp.SUM, v, axis=None)
                            for k, v in terms.items()}
@@ -267,7 +252,7 @@ class Trainer:
                 if cfg.skip_corrupt_records and self._skip_corrupt(lod):
                     iterator = self._dataset(lod, batch, seen)
                     continue
-                error = data_lib.diagnose(cfg.data_dir, self._data_lod(lod), e)
+                error = data_lib.diagnose(cfg.data_dir, self.model.resolution(lod), e)
                 raise TrainingError(f"training step failed at {seen} images (LOD {lod}): {error}") from None
             except _LOST_WORKER as e:
                 if self.workers == 1:
@@ -378,7 +363,7 @@ class Trainer:
     def _skip_corrupt(self, lod: int) -> bool:
         """Limits the reader to the records before each file's first bad one; False if none found."""
         cfg = self.config
-        limits, lost, notes = data_lib.usable_records(cfg.data_dir, self._data_lod(lod))
+        limits, lost, notes = data_lib.usable_records(cfg.data_dir, self.model.resolution(lod))
         if not limits or limits == self._limits:
             return False
         self._limits, self.skipped_records = limits, lost

@@ -1,27 +1,27 @@
-"""python -m tfrecords_tools.inspect DIR_OR_PATTERN: describe and check multi-LOD datasets.
+"""python -m tfrecords_tools.inspect_records DIR_OR_PATTERN: describe and check multi-LOD datasets.
 
 Reads datasets written by tfrecords_tools.convert (with a manifest), by StyleGAN's dataset_tool
 (NAME-rXX.tfrecords, no label) and by the ALAE release (NAME-rXX.tfrecords.NNN, labels).
 Prints per level: resolution, parts, records, channels, labels, bytes; then checks
 
-  * levels r02 .. top all present, parts numbered without gaps, manifest (if any) matching;
+  * parts numbered without gaps, manifest (if any) matching (a dataset may hold only some
+    levels: the release's held-out sets hold only the top one);
   * every level holds the same number of records;
   * every record: TFRecord framing and CRCs (TensorFlow), a tf.train.Example with
     shape [C, 2**r, 2**r] and as many data bytes (skipped with --quick);
-  * a sample of records: level r-1 equals the 2x2 box filter of level r within 1 grey level
+  * a sample of records: where levels r and r-1 are both present, level r-1 equals the 2x2 box filter of level r within 1 grey level
     (rounding of two levels; exact for the unrounded values).
 
 Exit status 0 when every check passes, 1 otherwise (the first problem, naming the file and
 the record index, goes to stderr as "error: ...").
 
-  python -m tfrecords_tools.inspect data/mnist5k
-  python -m tfrecords_tools.inspect 'data/ffhq/ffhq-r*.tfrecords' --samples 4 --quick
+  python -m tfrecords_tools.inspect_records data/mnist5k
+  python -m tfrecords_tools.inspect_records 'data/ffhq/ffhq-r*.tfrecords' --samples 4 --quick
 """
 from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 
 import numpy as np
@@ -30,54 +30,6 @@ from tfrecords_tools import format as fmt
 from tfrecords_tools.writer import box_down
 
 BOX_TOLERANCE = 1.0
-_OFFSET_RE = re.compile(r"record at (\d+)")
-
-
-def verify_files(files, expect_shape=None, need_label: bool = False) -> str | None:
-    """Read every record of `files` with TensorFlow (framing and CRCs) and check it (Example,
-    shape, data length, label); the first problem as "FILE: record I: what", or None."""
-    for path in files:
-        problem = first_problem(path, expect_shape, need_label)
-        if problem:
-            return problem[1]
-    return None
-
-
-_RECORD_RE = re.compile(r": record (\d+): ")
-
-
-def first_problem(path: str, expect_shape=None, need_label: bool = False) -> tuple[int, str] | None:
-    """(index, "FILE: record I: what") of the first bad record of one file, or None."""
-    import tensorflow as tf
-
-    try:
-        frames = fmt.scan_records(path)
-    except fmt.DatasetError as e:
-        m = _RECORD_RE.search(str(e))
-        return (int(m.group(1)) if m else 0), str(e)
-    index_of = {}  # TF reports the header offset (truncation) or data offset (CRC)
-    for i, (off, _) in enumerate(frames):
-        index_of[off - 12] = index_of[off] = i
-    i = 0
-    try:
-        for batch in tf.data.TFRecordDataset(path, buffer_size=1 << 20).batch(64):
-            for rec in batch.numpy():
-                try:
-                    fields = fmt.decode_example(rec)
-                except fmt.DatasetError as e:
-                    return i, f"{path}: record {i}: {e}"
-                problem = fmt.check_fields(fields, expect_shape, need_label)
-                if problem:
-                    return i, f"{path}: record {i}: {problem}"
-                i += 1
-    except (tf.errors.DataLossError, tf.errors.OutOfRangeError) as e:
-        m = _OFFSET_RE.search(str(e))
-        idx = index_of.get(int(m.group(1)), i) if m else i
-        what = "truncated" if "truncated" in str(e) else "corrupt data (CRC mismatch)"
-        return idx, f"{path}: record {idx}: {what}"
-    if i != len(frames):
-        return i, f"{path}: record {i}: TensorFlow read {i} records, framing shows {len(frames)}"
-    return None
 
 
 class _Level:
@@ -167,9 +119,10 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
                 break
 
     top = max(levels)
-    missing = [r for r in range(fmt.MIN_LEVEL, top + 1) if r not in levels]
-    check(not missing, f"levels r02..r{top:02d} present" if not missing else
-          f"{prefix}: level(s) {', '.join('r%02d' % r for r in missing)} missing")
+    absent = [r for r in range(fmt.MIN_LEVEL, top + 1) if r not in levels]
+    check(True, f"levels {', '.join('r%02d' % r for r in levels)} present" + (
+        f" ({', '.join('r%02d' % r for r in absent)} absent: read at the levels it has)"
+        if absent else ""))
 
     counts = {r: lv.count for r, lv in levels.items()}
     if manifest is not None:
@@ -208,7 +161,7 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
     if full and channels:
         total = 0
         for r, lv in sorted(levels.items()):
-            problem = verify_files(lv.files, (channels, 2 ** r, 2 ** r), bool(has_labels))
+            problem = fmt.verify_files(lv.files, (channels, 2 ** r, 2 ** r), bool(has_labels))
             if problem:
                 check(False, problem)
                 break
@@ -218,14 +171,14 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
                         f"[{channels}, 2**r, 2**r] and data lengths valid")
 
     count = min((c for c in counts.values() if c is not None), default=0)
-    if samples > 0 and count > 0 and len(levels) > 1 and not missing and not gaps \
-            and None not in counts.values():
+    pairs = [r for r in sorted(levels) if r - 1 in levels]
+    if samples > 0 and count > 0 and pairs and not gaps and None not in counts.values():
         rng = np.random.default_rng(seed)
         picks = sorted(set(np.linspace(0, count - 1, min(samples, count)).astype(int).tolist())
                        | set(rng.integers(0, count, min(samples, count)).tolist()))[:samples]
         worst, exact, n_px, failed = 0.0, 0, 0, None
         try:
-            for r in sorted(levels)[1:]:
+            for r in pairs:
                 for i in picks:
                     f_hi, j_hi, rec_hi = levels[r].record(i)
                     f_lo, j_lo, rec_lo = levels[r - 1].record(i)
@@ -250,7 +203,7 @@ def inspect_dataset(directory: str, name: str, *, samples: int = 8, full: bool =
         if failed:
             check(False, failed)
         else:
-            check(True, f"box filter: {len(picks)} records x {len(levels) - 1} level pairs, "
+            check(True, f"box filter: {len(picks)} records x {len(pairs)} level pairs, "
                         f"max |r-1 - box(r)| = {worst:.2f} <= {BOX_TOLERANCE:g} "
                         f"({100.0 * exact / max(n_px, 1):.1f}% of pixels exact)")
 
@@ -290,7 +243,7 @@ def main(argv=None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m tfrecords_tools.inspect",
+        prog="python -m tfrecords_tools.inspect_records",
         description="Describe and check multi-LOD TFRecord datasets (see docs/data.md).")
     parser.add_argument("path", help="dataset folder, FOLDER/NAME prefix, a dataset file, "
                                      "its manifest or a glob pattern (quote it)")
