@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from alae_tf import data
+from alae_tf.images import to_float
 from alae_tf.models.alae import ALAE, ALAEConfig
 from alae_tf.schedule import Schedule
 from alae_tf.training.loop import LoopConfig, Trainer
@@ -110,7 +111,7 @@ def test_resume_continues_schedule(dataset, tmp_path):
 
 
 @pytest.mark.parametrize("mirror", [False, True])
-def test_mirror_flips_the_reals_in_the_step(dataset, tmp_path, mirror):
+def test_mirror_flips_a_random_half_of_the_reals(dataset, tmp_path, mirror):
     """--mirror: the reader's batches reach the model with a random half mirrored, drawn anew
     every step (the reader flips, with the loop's seed)."""
     seen_reals = []
@@ -147,7 +148,7 @@ def test_mirror_flips_the_reals_in_the_step(dataset, tmp_path, mirror):
                                     input_context=tf.distribute.InputContext()))
     flips = []
     for got in seen_reals:
-        want = data.to_float(next(reader)).numpy()
+        want = to_float(next(reader).numpy())
         for g, w in zip(got, want):  # (x / 127.5 - 1 compiled may differ in the last bit)
             flips.append(not np.allclose(g, w, atol=1e-6))
             np.testing.assert_allclose(g, w[:, ::-1] if flips[-1] else w, atol=1e-6)

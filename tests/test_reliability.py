@@ -167,8 +167,9 @@ def test_time_limit_ends_with_grids_and_a_checkpoint_and_the_rerun_continues(dig
     assert set(first.run()) >= {"loss_d", "loss_g", "loss_lae"}  # a normal end, not Interrupted
     seen = int(first.images_seen.numpy())
     # The limit is checked before each step and step k starts >= 0.2 (k - 1) s in, so the stop
-    # request rides on step 2 (a slow first step) to 4 at the latest, and that step is the last.
-    assert seen == 8 * int(first.model.step.numpy()) and 16 <= seen <= 32
+    # request rides on step 4 at the latest (on step 1 when tracing it outlasts the limit), and
+    # that step is the last.
+    assert seen == 8 * int(first.model.step.numpy()) and 8 <= seen <= 32
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith(f"ckpt-{seen}")
     assert sorted(os.listdir(tmp_path / "images")) == ["reconstructions_000000kimg.png", "samples_000000kimg.png"]
 
