@@ -21,14 +21,14 @@ from typing import Callable, Iterable, Iterator
 
 import numpy as np
 
-from alae_tf.inference import SAVED_MODEL_FILE, Dataset, Model, dataset_exists, first_line, open_model
+from alae_tf.inference import (SAVED_MODEL_FILE, Dataset, Model, dataset_exists, first_line, open_model,
+                               recorded_data_dir)
 from alae_tf.metrics import domain, fid, precision_recall, probe
 from alae_tf.metrics import ppl as ppl_lib
 from alae_tf.metrics.lpips import LPIPS, downsample_to
 
 EVAL_DIR = "eval"
 JSON_FILE, MD_FILE = "metrics.json", "metrics.md"
-FLAGS_FILE = "flags.txt"  # the training command's flags (alae_tf.train), after a "# cwd: DIR" line
 
 
 # ----------------------------------------------------------------------------------------------
@@ -459,28 +459,6 @@ def train_classifier_cli(f) -> str:
     return (f"domain classifier ({res}x{res}, {clf.num_classes} classes, {len(x)} training "
             f"images, {f.classifier_epochs} epochs): test accuracy {acc:.4f} on {len(tx)} images "
             f"({test_path})\nwrote {path}")
-
-
-def recorded_data_dir(run_dir: str) -> str:
-    """The dataset that trained ``run_dir``: the last --data_dir of its flags.txt, a relative one
-    resolved against the folder training started in (when recorded), else the current one."""
-    path = os.path.join(run_dir, FLAGS_FILE)
-    try:
-        with open(path) as fh:
-            lines = fh.read().splitlines()
-    except OSError:
-        raise ValueError(f"pass --data_dir=DATA: {path} (which records the run's dataset) cannot "
-                         f"be read") from None
-    recorded = [line.split("=", 1)[1] for line in lines if line.startswith("--data_dir=")]
-    if not recorded:
-        raise ValueError(f"pass --data_dir=DATA: {path} records no --data_dir")
-    data_dir = recorded[-1]
-    starts = [line.split(":", 1)[1].strip() for line in lines if line.startswith("# cwd:")]
-    for candidate in [os.path.join(d, data_dir) for d in starts] + [data_dir]:
-        if dataset_exists(candidate):
-            return candidate
-    raise ValueError(f"the run's dataset --data_dir={data_dir} (recorded in {path}) no longer "
-                     f"exists: pass --data_dir=DATA")
 
 
 def run_cli(f, log=print) -> dict:

@@ -33,7 +33,7 @@ class ExportModule(tf.Module):
         c = model.config
         nets = model.ema
         self.F, self.G, self.E = nets.F, nets.G, nets.E
-        self.lod = c.top_lod
+        self.lod, self._resolution = c.top_lod, int(c.resolution)
         self.w_avg = tf.Variable(model.w_avg.numpy(), trainable=False, name="w_avg")
         self.truncation_cutoff = tf.Variable(int(c.truncation_cutoff), trainable=False,
                                              name="truncation_cutoff")
@@ -55,6 +55,7 @@ class ExportModule(tf.Module):
         self.map = tf.function(self._map, input_signature=[z_spec])
         self.decode = tf.function(self._decode, input_signature=[w_spec])
         self.synthesize = tf.function(self._synthesize, input_signature=[styles_spec])
+        self.synthesize_lods = tf.function(self._synthesize_lods, input_signature=[styles_spec])
         self.encode = tf.function(self._encode, input_signature=[img_spec])
         self.encode_float = tf.function(self._encode_float, input_signature=[fimg_spec])
         self.reconstruct = tf.function(self._reconstruct, input_signature=[img_spec])
@@ -83,6 +84,12 @@ class ExportModule(tf.Module):
 
     def _synthesize(self, styles):
         return self._images(styles)
+
+    def _synthesize_lods(self, styles):
+        """{"r4": images, "r8": ...}: G's float images at every LOD of the progressive growth,
+        each from the style slots that LOD uses."""
+        return {f"r{self._resolution >> (self.lod - lod)}": tf.cast(self.G(styles, lod=lod, alpha=1.0, noise=False), tf.float32)
+                for lod in range(self.lod + 1)}
 
     def _encode(self, images):
         return {"w": self.E(to_float(images), lod=self.lod, alpha=1.0)}

@@ -17,6 +17,7 @@ import tensorflow as tf
 from alae_tf.images import to_float
 
 SAVED_MODEL_FILE = "saved_model.pb"
+FLAGS_FILE = "flags.txt"  # the training command's flags (alae_tf.train), after a "# cwd: DIR" line
 
 
 def first_line(error: BaseException) -> str:
@@ -77,6 +78,14 @@ class Model:
         """Images of one w per style slot, (N, num_styles, latent_size)."""
         return self._m.synthesize(_f32(styles))["images_float"].numpy()
 
+    def synthesize_lods(self, styles) -> dict[int, np.ndarray]:
+        """{resolution: images} of one w per style slot at every LOD of the growth (ALAE)."""
+        if not hasattr(self._m, "synthesize_lods"):
+            raise ValueError(f"the {self.kind} model has no images at lower resolutions (a style "
+                             f"ALAE run directory, or a SavedModel exported since, has them)")
+        out = self._m.synthesize_lods(_f32(styles))
+        return {int(k[1:]): v.numpy() for k, v in out.items()}
+
     def styles(self, z, psi: float) -> np.ndarray:
         """map(z) in every style slot, truncated as ALAE.truncate: lerp(w_avg, w, psi) on the
         first ``truncation_cutoff`` slots."""
@@ -119,6 +128,28 @@ def dataset_exists(path: str) -> bool:
         return bool(find_datasets(path))
     except (OSError, ValueError):
         return False
+
+
+def recorded_data_dir(run_dir: str) -> str:
+    """The dataset that trained ``run_dir``: the last --data_dir of its flags.txt, a relative one
+    resolved against the folder training started in (when recorded), else the current one."""
+    path = os.path.join(run_dir, FLAGS_FILE)
+    try:
+        with open(path) as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        raise ValueError(f"pass --data_dir=DATA: {path} (which records the run's dataset) cannot "
+                         f"be read") from None
+    recorded = [line.split("=", 1)[1] for line in lines if line.startswith("--data_dir=")]
+    if not recorded:
+        raise ValueError(f"pass --data_dir=DATA: {path} records no --data_dir")
+    data_dir = recorded[-1]
+    starts = [line.split(":", 1)[1].strip() for line in lines if line.startswith("# cwd:")]
+    for candidate in [os.path.join(d, data_dir) for d in starts] + [data_dir]:
+        if dataset_exists(candidate):
+            return candidate
+    raise ValueError(f"the run's dataset --data_dir={data_dir} (recorded in {path}) no longer "
+                     f"exists: pass --data_dir=DATA")
 
 
 class Dataset:

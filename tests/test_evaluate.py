@@ -246,7 +246,8 @@ def test_saved_model_cli_writes_json_markdown_and_tensorboard(world):
 
 
 def test_run_dir_evaluates_on_the_dataset_it_recorded(world, tmp_path, monkeypatch):
-    from alae_tf.evaluate import recorded_data_dir, run_cli
+    from alae_tf.evaluate import run_cli
+    from alae_tf.inference import recorded_data_dir
 
     merged = run_cli(_flags(run_dir=world["run"], metrics=["recon_mse"], num_images=8,
                             output=str(tmp_path / "eval")), log=lambda *_: None)

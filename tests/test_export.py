@@ -209,7 +209,7 @@ def test_export_cli_error_is_one_line(tmp_path):
 
 
 def test_trained_run_records_its_dataset(runs, digits):
-    from alae_tf.evaluate import recorded_data_dir
+    from alae_tf.inference import recorded_data_dir
 
     with open(os.path.join(runs["mlp"], "flags.txt")) as fh:
         assert fh.readline() == f"# cwd: {REPO}\n"  # relative --data_dir resolve against it

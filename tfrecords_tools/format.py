@@ -79,6 +79,24 @@ def manifest_filename(name: str) -> str:
     return f"{name}{MANIFEST_SUFFIX}"
 
 
+NAMES_SUFFIX = ".names.txt"
+
+
+def names_path(directory: str, name: str) -> str:
+    """The converter's list of image names of dataset NAME, one per record in order."""
+    return os.path.join(directory, f"{name}{NAMES_SUFFIX}")
+
+
+def read_names(prefix: str) -> list[str] | None:
+    """The image names of the dataset at FOLDER/NAME ``prefix`` in record order, or None where the
+    converter recorded none (array sources, StyleGAN's and the release's files)."""
+    path = prefix + NAMES_SUFFIX
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding="utf-8") as f:
+        return f.read().splitlines()
+
+
 def parse_filename(filename: str):
     """(name, level, part-or-None) for a level file name, else None."""
     m = _FILE_RE.match(os.path.basename(filename))
@@ -770,7 +788,7 @@ def describe(path: str, *, check_sizes: bool = True) -> DatasetInfo:
 def dataset_files(directory: str, name: str) -> list[str]:
     """Every level file and the manifest of dataset NAME in a folder (for overwrite / cleanup)."""
     out = [p for lv in _list_level_files(directory).get(name, {}).values() for p in lv.values()]
-    mp = manifest_path(directory, name)
-    if os.path.exists(mp):
-        out.append(mp)
+    for extra in (manifest_path(directory, name), names_path(directory, name)):
+        if os.path.exists(extra):
+            out.append(extra)
     return sorted(out)

@@ -144,12 +144,13 @@ class _Sink:
         self.written = 0
         self.skipped: list[str] = []
         self.label_min = self.label_max = None
+        self.names: list[str] | None = []  # image names in record order; None: an array source
 
     def filename(self, level, part):
         return fmt.level_filename(self.name, level,
                                   None if self.layout == fmt.LAYOUT_STYLEGAN else part)
 
-    def add(self, index, level_records, label):
+    def add(self, index, level_records, label, entry):
         import tensorflow as tf  # only the main process writes (TFRecord framing and CRCs)
         part = index * self.parts // max(1, self.planned)
         for level, rec in zip(self.levels, level_records):
@@ -162,6 +163,10 @@ class _Sink:
             cur[1].write(rec)
             self.records[level][part] += 1
         self.written += 1
+        if isinstance(entry.key, (int, np.integer)):
+            self.names = None
+        elif self.names is not None:
+            self.names.append(os.path.basename(entry.name.rsplit(":", 1)[-1]))
         if label is not None:
             self.label_min = label if self.label_min is None else min(self.label_min, label)
             self.label_max = label if self.label_max is None else max(self.label_max, label)
@@ -178,6 +183,15 @@ class _Sink:
 
     def files(self):
         return [self.filename(r, p) for r in self.levels for p in range(self.parts)]
+
+    def write_names(self) -> str | None:
+        """Writes the image names file (the key for labels files by name); its file name."""
+        if not self.names:
+            return None
+        path = fmt.names_path(self.tmp_dir, self.name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("".join(n.replace("\n", " ") + "\n" for n in self.names))
+        return os.path.basename(path)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -398,7 +412,7 @@ def convert_source(source: Source, *, output_dir: str, name: str, resolution: in
         for (sink, i, e), res in zip(chunk_jobs, results):
             done += 1
             if res[0] == "ok":
-                sink.add(i, res[1], e.label)
+                sink.add(i, res[1], e.label, e)
                 continue
             _, img_name, message, skippable = res
             if skip_bad and skippable:
@@ -532,6 +546,7 @@ def _manifest(sink, source, split, resolution, channels, shuffle_seed, max_image
         "num_classes": None if num_classes is None else int(num_classes),
         "label_names": source.label_names if has_labels else None,
         "files": files,
+        "names": sink.write_names(),
         "source": dict(source.describe(), shuffle_seed=shuffle_seed, max_images=max_images,
                        planned=sink.planned, crop=source.crop, pad=source.pad,
                        resize="PIL LANCZOS where the crop is not --resolution already"),
@@ -548,7 +563,7 @@ def _move_into_place(tmp_dir, output_dir, sink, manifest):
     # The old dataset goes first, whole, so that a crash in between never leaves old and
     # new files side by side; the manifest comes last: the dataset is complete from there.
     _remove_dataset(output_dir, sink.name)
-    for fn in sink.files():
+    for fn in sink.files() + ([manifest["names"]] if manifest.get("names") else []):
         os.replace(os.path.join(tmp_dir, fn), os.path.join(output_dir, fn))
     fmt.write_manifest(fmt.manifest_path(output_dir, sink.name), manifest)
 
