@@ -88,8 +88,9 @@ def names_path(directory: str, name: str) -> str:
 
 
 def read_names(prefix: str) -> list[str] | None:
-    """The image names of the dataset at FOLDER/NAME ``prefix`` in record order, or None where the
-    converter recorded none (array sources, StyleGAN's and the release's files)."""
+    """The image names of the dataset at FOLDER/NAME ``prefix`` in record order (file names, or
+    source[index] for arrays), or None where none were recorded (StyleGAN's and the release's
+    files, or converted before names were recorded)."""
     path = prefix + NAMES_SUFFIX
     if not os.path.isfile(path):
         return None

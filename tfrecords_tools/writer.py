@@ -144,7 +144,7 @@ class _Sink:
         self.written = 0
         self.skipped: list[str] = []
         self.label_min = self.label_max = None
-        self.names: list[str] | None = []  # image names in record order; None: an array source
+        self.names: list[str] = []  # image names (file names, or source[index]) in record order
 
     def filename(self, level, part):
         return fmt.level_filename(self.name, level,
@@ -163,10 +163,7 @@ class _Sink:
             cur[1].write(rec)
             self.records[level][part] += 1
         self.written += 1
-        if isinstance(entry.key, (int, np.integer)):
-            self.names = None
-        elif self.names is not None:
-            self.names.append(os.path.basename(entry.name.rsplit(":", 1)[-1]))
+        self.names.append(os.path.basename(entry.name.rsplit(":", 1)[-1]))
         if label is not None:
             self.label_min = label if self.label_min is None else min(self.label_min, label)
             self.label_max = label if self.label_max is None else max(self.label_max, label)
