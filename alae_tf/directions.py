@@ -189,12 +189,12 @@ def read_labels_file(path: str, count: int, names: list[str] | None = None) -> d
     lines = [line for line in text.splitlines() if line.strip()]
     if lines and lines[0].strip().isdigit() and len(lines[0].split()) == 1:
         lines = lines[1:]  # CelebA's first line: the image count
-    rows = (list(csv.reader(lines)) if lines and "," in lines[0]
-            else [line.split() for line in lines])
+    commas = bool(lines) and "," in lines[0]
+    rows = list(csv.reader(lines)) if commas else [line.split() for line in lines]
     if len(rows) < 2:
         raise ValueError(f"--labels={path}: no header and rows")
     header, rows = rows[0], rows[1:]
-    if len(rows[0]) == len(header) + 1:  # CelebA: the header has no key column
+    if not commas and len(rows[0]) == len(header) + 1:  # CelebA: the header has no key column
         header = ["image"] + header
     attrs = [h.strip() for h in header[1:]]
     if not attrs:

@@ -235,7 +235,8 @@ def test_interrupted_run_leaves_no_dataset_and_is_cleaned(tmp_path):
     assert fmt.find_datasets(str(tmp_path)) == []  # hidden temp folder is not a dataset
     convert(source="mnist5k", output_dir=str(tmp_path), name="o", max_images=4, workers=1)
     assert not stale.exists()
-    assert sorted(os.listdir(tmp_path))[-1] == "o.manifest.json"
+    assert sorted(os.listdir(tmp_path)) == [os.path.basename(p) for p in fmt.dataset_files(str(tmp_path), "o")]
+    assert {"o.manifest.json", "o.names.txt"} <= set(os.listdir(tmp_path))
 
 
 def test_labels_from_class_folders(tmp_path):
