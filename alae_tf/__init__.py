@@ -1,3 +1,3 @@
 """alae_tf: Adversarial Latent Autoencoders (ALAE / StyleALAE) in TensorFlow 2 / Keras 3."""
 
-__version__ = "0.1.0"
+from tfrecords_tools import __version__  # noqa: F401  the one version, in the lowest layer

@@ -247,6 +247,12 @@ def main(argv):
     print()
 
 
-if __name__ == "__main__":
+def run():
+    from tfrecords_tools import cli
+
     _define_flags()
-    app.run(main)
+    cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

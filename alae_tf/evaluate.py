@@ -516,8 +516,12 @@ def main(argv):
     print(f"wrote {os.path.join(merged['output'], JSON_FILE)} and {MD_FILE}")
 
 
-if __name__ == "__main__":
-    from absl import app
+def run():
+    from tfrecords_tools import cli
 
     _define_flags()
-    app.run(main)
+    cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

@@ -283,8 +283,12 @@ def _define_flags():
     flags.DEFINE_bool("keras", True, f"also write {KERAS_FILE} (EMA encoder + generator) in it")
 
 
-if __name__ == "__main__":
-    from absl import app
+def run():
+    from tfrecords_tools import cli
 
     _define_flags()
-    app.run(main)
+    cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

@@ -280,8 +280,12 @@ def main(argv):
     print(f"wrote {output} ({image.shape[1]}x{image.shape[0]})")
 
 
-if __name__ == "__main__":
-    from absl import app
+def run():
+    from tfrecords_tools import cli
 
     _define_flags()
-    app.run(main)
+    cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

@@ -353,9 +353,8 @@ def main(argv) -> int:
 
 
 def run():
-    from absl import app
-
     from alae_tf import train
+    from tfrecords_tools import cli
 
     _define_flags()
     try:
@@ -363,7 +362,7 @@ def run():
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    app.run(lambda argv: sys.exit(main(argv)), flags_parser=train._parse_flags)
+    cli.run(lambda argv: sys.exit(main(argv)), __name__)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from absl import app, flags, logging
 from alae_tf import precision
 from alae_tf.models import MODELS
 from alae_tf.training import strategy as strategy_lib  # defines --strategy
+from tfrecords_tools import cli
 
 FLAGS = flags.FLAGS
 
@@ -282,16 +283,10 @@ def run():
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
-    app.run(lambda argv: sys.exit(main(argv)), flags_parser=_parse_flags)
+    cli.run(lambda argv: sys.exit(main(argv)), __name__)
 
 
-def _parse_flags(argv: list[str]) -> list[str]:
-    """absl's parsing, with its errors as one `error:` line and exit status 1."""
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+_parse_flags = cli.parse_flags  # absl's parsing, its errors as one `error:` line
 
 
 if __name__ == "__main__":

@@ -8,12 +8,14 @@ The first form prints the tables (and copies each run's last sample and reconstr
 """
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import os
 import re
 import shutil
+import sys
+
+from absl import app, flags
 
 EQUAL_TIME = ["stylealae", "stylegan", "alae_mlp", "dcgan", "vae", "vaegan", "ae", "dae", "sae"]
 BY_TIME = ["stylealae", "stylealae_10min", "stylealae_20min", "stylegan", "stylegan_20min"]
@@ -96,22 +98,27 @@ def copy_grids(folder: str, rows: list[dict], grids: str):
                 shutil.copyfile(src, os.path.join(grids, f"{r['name']}_{kind}.png"))
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("path", help="results folder, or a training log with --checkpoint_at")
-    parser.add_argument("--checkpoint_at", type=float, help="minutes of training")
-    parser.add_argument("--grids", help="folder to copy the grids into")
-    args = parser.parse_args()
-    if args.checkpoint_at is not None:
-        print(checkpoint_at(args.path, args.checkpoint_at))
+def _define_flags():
+    flags.DEFINE_float("checkpoint_at", None, "minutes of training")
+    flags.DEFINE_string("grids", None, "folder to copy the grids into")
+
+
+def main(argv):
+    f = flags.FLAGS
+    if len(argv) != 2:
+        sys.exit("error: give one results folder, or a training log with --checkpoint_at")
+    path = argv[1]
+    if f.checkpoint_at is not None:
+        print(checkpoint_at(path, f.checkpoint_at))
         return
     for title, names in (("Equal wall time", EQUAL_TIME), ("StyleALAE and StyleGAN mode by training time", BY_TIME)):
-        rows = [r for r in (_row(args.path, n) for n in names) if r]
+        rows = [r for r in (_row(path, n) for n in names) if r]
         print(f"\n### {title}\n")
         print("\n".join(table(rows)))
-        if args.grids:
-            copy_grids(args.path, rows, args.grids)
+        if f.grids:
+            copy_grids(path, rows, f.grids)
 
 
 if __name__ == "__main__":
-    main()
+    _define_flags()
+    app.run(main)

@@ -11,6 +11,7 @@ PACKAGES = ("tfrecords_tools", "alae_tf")
 RANKS = {
     # 0: the record toolkit, which knows nothing of alae_tf
     "tfrecords_tools": 0.0, "tfrecords_tools.format": 0.0, "tfrecords_tools.sources": 0.0,
+    "tfrecords_tools.cli": 0.0,
     "tfrecords_tools.writer": 0.1,
     "tfrecords_tools.convert": 0.2, "tfrecords_tools.inspect_records": 0.2,
     # 1: foundations: pixels, precision, layers, losses, schedule, the reader, metrics, .pth files

@@ -63,6 +63,25 @@ def test_crc32c_and_framing_match_tensorflow(tmp_path):
     assert [r for _, r in fmt.iter_records(str(theirs))] == recs
 
 
+CRC32C_VECTORS = [  # the check value, and RFC 3720's (iSCSI) B.4 vectors
+    (b"", 0), (b"123456789", 0xE3069283), (bytes(32), 0x8A9136AA), (b"\xff" * 32, 0x62A8AB43),
+    (bytes(range(32)), 0x46DD794E), (bytes(range(31, -1, -1)), 0x113FDB5C)]
+
+
+def test_crc32c_c_and_python_agree():
+    for data, crc in CRC32C_VECTORS:
+        assert fmt.crc32c_python(data) == crc
+        assert fmt.crc32c(data) == crc
+    google_crc32c = pytest.importorskip("google_crc32c")  # a dependency: installed by pip
+    assert fmt.CRC32C_IMPLEMENTATION == google_crc32c.implementation
+    if google_crc32c.implementation == "c":
+        assert fmt.crc32c is google_crc32c.value
+    rng = np.random.default_rng(0)
+    for n in [1, 3, 8, 63, 64, 1000, 4099]:
+        data = rng.integers(0, 256, n, dtype=np.uint8).tobytes()
+        assert google_crc32c.value(data) == fmt.crc32c_python(data)
+
+
 def test_scan_records_reports_truncation_with_record_index(tmp_path):
     p = tmp_path / "x.tfrecords"
     recs = [fmt.frame_record(fmt.encode_example(np.zeros((1, 4, 4), np.uint8)))] * 4

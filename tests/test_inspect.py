@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import tensorflow as tf
+from absl import flags
 
 from tfrecords_tools import format as fmt
 from tfrecords_tools import inspect_records as tinspect
@@ -15,7 +16,9 @@ from tests.helpers_data import error_line, run_cli, smooth_images, write_fixture
 
 
 def run_main(capsys, *args):
-    rc = tinspect.main([str(a) for a in args])
+    values = flags.FlagValues()  # the command's own flags, parsed as absl parses them
+    tinspect._define_flags(values)
+    rc = tinspect.main(values(["inspect", *map(str, args)]), values)
     out, err = capsys.readouterr()
     return rc, out, err
 

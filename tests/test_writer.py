@@ -257,7 +257,8 @@ def test_labels_from_class_folders(tmp_path):
 def _idx(path, arr, gz):
     head = struct.pack(">BBBB", 0, 0, 8, arr.ndim) + struct.pack(">" + "I" * arr.ndim,
                                                                   *arr.shape)
-    (gzip.open if gz else open)(path, "wb").write(head + arr.astype(np.uint8).tobytes())
+    with (gzip.open if gz else open)(path, "wb") as f:  # closed: Python 3.13 buffers gzip writes
+        f.write(head + arr.astype(np.uint8).tobytes())
 
 
 def test_mnist_idx_folder_and_npz(tmp_path):

@@ -20,36 +20,12 @@ import sys
 
 from absl import app, flags, logging
 
+from tfrecords_tools import cli
 from tfrecords_tools import format as fmt
 from tfrecords_tools.sources import SOURCES, SourceError
 from tfrecords_tools.writer import ConvertError, convert
 
 FLAGS = flags.FLAGS
-
-flags.DEFINE_enum("source", None, list(SOURCES), "Kind of input.")
-flags.DEFINE_string("input", None, "File or folder of the source (not needed for mnist5k).")
-flags.DEFINE_string("output_dir", None, "Folder to write the dataset into.")
-flags.DEFINE_string("name", None, "Dataset name (file prefix); default: the source kind.")
-flags.DEFINE_integer("resolution", None, "Top resolution, a power of two >= 4; default: "
-                     "the source's (mnist 32, celeba 128, ffhq / npz: the images' size).")
-flags.DEFINE_integer("channels", None, "1 or 3; default: 1 for MNIST, else 3 (npz: its own).")
-flags.DEFINE_integer("parts", 4, "Files (shards) per level; readers shard workers by part.")
-flags.DEFINE_integer("test_count", None, "Hold out this many images as NAME_test.")
-flags.DEFINE_float("test_fraction", None, "Hold out this fraction of the images as NAME_test.")
-flags.DEFINE_integer("shuffle_seed", 0, "Seed of the shuffle before splitting / writing; "
-                     "a negative value keeps the source's order.")
-flags.DEFINE_boolean("labels", None, "Write 'label' (--nolabels: never). Default: when the "
-                     "source has labels (mnist, mnist5k, npz with labels); for images, "
-                     "--labels takes the first-level sub-folder as the class.")
-flags.DEFINE_integer("max_images", None, "Convert at most this many images (after shuffling).")
-flags.DEFINE_boolean("stylegan_layout", False, "One file per level, NAME-rXX.tfrecords, "
-                     "as StyleGAN's dataset_tool writes (no part suffix).")
-flags.DEFINE_boolean("skip_bad", False, "Skip corrupt / unreadable images (counted in the "
-                     "summary and the manifest) instead of stopping.")
-flags.DEFINE_boolean("allow_upscale", False, "Upscale images smaller than --resolution "
-                     "instead of stopping with an error.")
-flags.DEFINE_boolean("overwrite", False, "Replace an existing dataset of the same name.")
-flags.DEFINE_integer("workers", None, "Decoding processes; default: the number of CPUs.")
 
 
 def summary_line(m: dict, output_dir: str) -> str:
@@ -106,11 +82,40 @@ def _terminated(signum, frame):
     raise KeyboardInterrupt  # SIGTERM cleans up as Ctrl-C does
 
 
+def _define_flags():
+    """The command's flags, defined when it runs (importing the module defines none)."""
+    flags.DEFINE_enum("source", None, list(SOURCES), "Kind of input.")
+    flags.DEFINE_string("input", None, "File or folder of the source (not needed for mnist5k).")
+    flags.DEFINE_string("output_dir", None, "Folder to write the dataset into.")
+    flags.DEFINE_string("name", None, "Dataset name (file prefix); default: the source kind.")
+    flags.DEFINE_integer("resolution", None, "Top resolution, a power of two >= 4; default: "
+                         "the source's (mnist 32, celeba 128, ffhq / npz: the images' size).")
+    flags.DEFINE_integer("channels", None, "1 or 3; default: 1 for MNIST, else 3 (npz: its own).")
+    flags.DEFINE_integer("parts", 4, "Files (shards) per level; readers shard workers by part.")
+    flags.DEFINE_integer("test_count", None, "Hold out this many images as NAME_test.")
+    flags.DEFINE_float("test_fraction", None, "Hold out this fraction of the images as NAME_test.")
+    flags.DEFINE_integer("shuffle_seed", 0, "Seed of the shuffle before splitting / writing; "
+                         "a negative value keeps the source's order.")
+    flags.DEFINE_boolean("labels", None, "Write 'label' (--nolabels: never). Default: when the "
+                         "source has labels (mnist, mnist5k, npz with labels); for images, "
+                         "--labels takes the first-level sub-folder as the class.")
+    flags.DEFINE_integer("max_images", None, "Convert at most this many images (after shuffling).")
+    flags.DEFINE_boolean("stylegan_layout", False, "One file per level, NAME-rXX.tfrecords, "
+                         "as StyleGAN's dataset_tool writes (no part suffix).")
+    flags.DEFINE_boolean("skip_bad", False, "Skip corrupt / unreadable images (counted in the "
+                         "summary and the manifest) instead of stopping.")
+    flags.DEFINE_boolean("allow_upscale", False, "Upscale images smaller than --resolution "
+                         "instead of stopping with an error.")
+    flags.DEFINE_boolean("overwrite", False, "Replace an existing dataset of the same name.")
+    flags.DEFINE_integer("workers", None, "Decoding processes; default: the number of CPUs.")
+
+
 def run():
+    _define_flags()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.set_verbosity(logging.INFO)
     signal.signal(signal.SIGTERM, _terminated)
-    app.run(main)
+    cli.run(main, __name__)
 
 
 if __name__ == "__main__":

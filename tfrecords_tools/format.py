@@ -316,13 +316,25 @@ def _crc32c_table():
 _CRC_TABLE = _crc32c_table()
 
 
-def crc32c(data: bytes) -> int:
-    """Pure-Python CRC-32C (Castagnoli). Fine for headers and small records only."""
+def crc32c_python(data: bytes) -> int:
+    """Pure-Python CRC-32C (Castagnoli): the fallback without google-crc32c's C code."""
     crc = 0xFFFFFFFF
     t = _CRC_TABLE
     for b in data:
         crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
+
+
+try:  # a dependency, with C wheels for every platform TensorFlow supports
+    import google_crc32c
+except ImportError:
+    google_crc32c = None
+# "c" when google-crc32c runs its C code, "python" otherwise (its own fallback, or ours)
+CRC32C_IMPLEMENTATION = getattr(google_crc32c, "implementation", "python")
+if CRC32C_IMPLEMENTATION == "c":
+    crc32c = google_crc32c.value
+else:
+    crc32c = crc32c_python
 
 
 def masked_crc32c(data: bytes) -> int:

@@ -239,32 +239,33 @@ def format_report(rep: dict) -> str:
     return "\n".join(lines)
 
 
-def main(argv=None) -> int:
-    import argparse
+def _define_flags(values=None):
+    from absl import flags
 
-    parser = argparse.ArgumentParser(
-        prog="python -m tfrecords_tools.inspect_records",
-        description="Describe and check multi-LOD TFRecord datasets (see docs/data.md).")
-    parser.add_argument("path", help="dataset folder, FOLDER/NAME prefix, a dataset file, "
-                                     "its manifest or a glob pattern (quote it)")
-    parser.add_argument("--samples", type=int, default=8,
-                        help="records per level pair for the box-filter check (0: skip)")
-    parser.add_argument("--quick", action="store_true",
-                        help="skip reading every record (framing is still checked)")
-    parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    values = flags.FLAGS if values is None else values
+    flags.DEFINE_integer("samples", 8, "records per level pair for the box-filter check (0: skip)",
+                         flag_values=values)
+    flags.DEFINE_boolean("quick", False, "skip reading every record (framing is still checked)",
+                         flag_values=values)
+    flags.DEFINE_boolean("json", False, "print the report as JSON", flag_values=values)
+    flags.DEFINE_integer("seed", 0, "seed of the box-filter sample", flag_values=values)
+
+
+def inspect_path(path: str, samples: int = 8, quick: bool = False, as_json: bool = False,
+                 seed: int = 0) -> int:
+    """Describe and check every dataset `path` names (printed); the exit status: 0 when every
+    check passes, 1 otherwise (the first problem on stderr as one `error:` line)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    found = fmt.find_datasets(args.path)
+    found = fmt.find_datasets(path)
     if not found:
-        where = args.path if os.path.exists(os.path.dirname(args.path) or ".") else \
-            f"{args.path} (no such folder)"
+        where = path if os.path.exists(os.path.dirname(path) or ".") else \
+            f"{path} (no such folder)"
         print(f"error: {where}: no dataset found (files NAME-rXX.tfrecords[.NNN])",
               file=sys.stderr)
         return 1
-    reports = [inspect_dataset(d, n, samples=args.samples, full=not args.quick,
-                               seed=args.seed) for d, n in found]
-    if args.json:
+    reports = [inspect_dataset(d, n, samples=samples, full=not quick, seed=seed)
+               for d, n in found]
+    if as_json:
         print(json.dumps([{k: v for k, v in r.items() if k != "manifest"} | {
             "manifest": r["manifest"] is not None} for r in reports], indent=1))
     else:
@@ -277,5 +278,25 @@ def main(argv=None) -> int:
     return 0
 
 
+def main(argv, values=None) -> int:
+    """The command: argv the program and one path, the flags parsed into `values` (absl's
+    FLAGS by default)."""
+    from absl import flags
+
+    f = flags.FLAGS if values is None else values
+    if len(argv) != 2:
+        print("error: give one dataset folder, FOLDER/NAME prefix, dataset file, manifest or "
+              f"quoted glob pattern (got {len(argv) - 1} arguments)", file=sys.stderr)
+        return 1
+    return inspect_path(argv[1], f.samples, f.quick, f.json, f.seed)
+
+
+def run():
+    from tfrecords_tools import cli
+
+    _define_flags()
+    cli.run(lambda argv: sys.exit(main(argv)), __name__)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -25,7 +25,6 @@ import datetime
 import importlib
 import multiprocessing
 import os
-import resource
 import shutil
 import signal
 import sys
@@ -34,6 +33,14 @@ import time
 
 import numpy as np
 from absl import logging
+
+try:
+    import resource  # POSIX only
+except ImportError:
+    resource = None
+
+# Where the OS lacks it (Windows), processes start with SIGINT as they are and nothing is blocked.
+_SIGMASK = getattr(signal, "pthread_sigmask", None)
 
 from tfrecords_tools import __version__ as TOOL_VERSION
 from tfrecords_tools import format as fmt
@@ -87,7 +94,8 @@ def _init_worker(spec: ImageSpec, parent: int) -> None:
     # Ctrl-C reaches the whole process group: the main process stops the pool. The worker
     # started with SIGINT blocked (_sigint_blocked), so one pressed while it started is dropped.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if _SIGMASK:
+        _SIGMASK(signal.SIG_UNBLOCK, {signal.SIGINT})
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True,
                      name="exit-with-parent").start()
@@ -113,7 +121,8 @@ def _process_one(payload, name, label, spec):
 
 def peak_rss_mib() -> float:
     """Peak resident memory of this process in MiB (VmHWM: per address space, so a spawned
-    worker does not inherit its parent's peak the way ru_maxrss does across fork + exec)."""
+    worker does not inherit its parent's peak the way ru_maxrss does across fork + exec);
+    ru_maxrss without /proc (macOS), 0 without either (Windows)."""
     try:
         with open("/proc/self/status", encoding="ascii") as f:
             for line in f:
@@ -121,7 +130,10 @@ def peak_rss_mib() -> float:
                     return int(line.split()[1]) / 1024.0
     except OSError:
         pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+    if resource is None:
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB, bytes on macOS
+    return peak / (1 << 20 if sys.platform == "darwin" else 1 << 10)
 
 
 def _process_chunk(items, spec=None):
@@ -242,6 +254,8 @@ def plan_splits(source: Source, *, test_count=None, test_fraction=None, shuffle_
 # ----------------------------------------------------------------------------------------------
 
 def _pid_alive(pid: int) -> bool:
+    if os.name == "nt":  # os.kill(pid, 0) would end the process there
+        return _pid_alive_windows(pid)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -249,6 +263,26 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _pid_alive_windows(pid: int) -> bool:
+    """Whether process `pid` runs (True when that cannot be told: its folder is kept)."""
+    try:
+        import ctypes
+
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        handle = kernel32.OpenProcess(0x1000, False, pid)  # PROCESS_QUERY_LIMITED_INFORMATION
+        if not handle:
+            return ctypes.get_last_error() != 87  # ERROR_INVALID_PARAMETER: no such process
+        try:
+            code = ctypes.c_ulong()
+            if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+                return True
+            return code.value == 259  # STILL_ACTIVE
+        finally:
+            kernel32.CloseHandle(handle)
+    except (AttributeError, OSError):
+        return True
 
 
 def _clean_stale_tmp(output_dir, name):
@@ -276,11 +310,14 @@ def _import_tensorflow_in_background():
 def _sigint_blocked():
     """SIGINT blocked in this thread: processes started here begin with it blocked (the
     worker initializer drops it), and this process takes a pending one when the block ends."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    if not _SIGMASK:
+        yield
+        return
+    _SIGMASK(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        _SIGMASK(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 @contextlib.contextmanager
