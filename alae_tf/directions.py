@@ -352,8 +352,12 @@ def main(argv):
         sys.exit(1)
 
 
-if __name__ == "__main__":
-    from absl import app
+def run():
+    from tfrecords_tools import cli
 
     _define_flags()
-    app.run(main)
+    cli.run(main, __name__)
+
+
+if __name__ == "__main__":
+    run()

@@ -33,9 +33,11 @@ RANKS = {
     "alae_tf.training.strategy": 4.0, "alae_tf.training.summaries": 4.0, "alae_tf.training.loop": 4.1,
     # 5: trained models in use: SavedModel export, opening any trained model, directions in W
     "alae_tf.export": 5.0, "alae_tf.inference": 5.1, "alae_tf.directions": 5.2,
-    # 6: command-line entry points (port builds on train's flags -> config)
+    # 6: command-line entry points (port builds on train's flags -> config, serve on directions)
     "alae_tf.train": 6.0, "alae_tf.evaluate": 6.0, "alae_tf.figures": 6.0, "alae_tf.bench": 6.0,
     "alae_tf.port": 6.1,
+    # the web page builds on the directions and the figures' crossovers
+    "alae_tf.serve": 6.1,
 }
 
 
