@@ -323,6 +323,9 @@ def run_cli(f, log=print) -> dict[str, Direction]:
 
 
 def _report_transfer(f, data_dir, model, directions, classes, images, labels, codes, log):
+    """The class transfer on the first 500 images of the held-out set DATA_test where it exists
+    (never seen in training), else on the codes held out from the fit."""
+    from alae_tf.inference import dataset_exists
     from alae_tf.metrics import domain
 
     path = f.classifier or domain.default_path(data_dir)
@@ -330,11 +333,18 @@ def _report_transfer(f, data_dir, model, directions, classes, images, labels, co
         log(f"(no domain classifier at {path}: no class-transfer report)")
         return
     clf = domain.load_classifier(path)
-    _, test = split(len(codes), f.seed)
-    test = test[:500]
-    rates = class_transfer(model, directions, classes, images[test], labels[test], clf.predict)
-    log("class transfer (held-out images of other classes that the domain classifier assigns "
-        "the direction's class after the move):")
+    test_dir = data_dir.rstrip("/") + "_test"
+    if dataset_exists(test_dir):
+        held = Dataset(test_dir, model.resolution, model.channels, test_dir)
+        images, labels = held.arrays(min(500, held.count))
+        where = f"{len(images)} images of {test_dir}"
+    else:
+        _, test = split(len(codes), f.seed)
+        images, labels = images[test[:500]], labels[test[:500]]
+        where = f"{len(images)} images held out from the fit"
+    rates = class_transfer(model, directions, classes, images, labels, clf.predict)
+    log(f"class transfer on {where}: the fraction of images of other classes that the domain "
+        f"classifier assigns the direction's class after the move")
     for t, r in rates.items():
         log(f"  step {t:+.1f} x scale: {r:.3f}")
 

@@ -36,7 +36,7 @@ GREY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N"}
 COLOUR_MODES = {"P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"}
 MAX_PIXELS = 40_000_000  # decoded size limit of an upload (a small PNG can hold a huge image)
 MAX_STEP = 10.0  # |t| of a slider, in units of the direction's scale
-SLIDER_RANGE = 3.0  # the page's sliders span [-3, 3]
+SLIDER_RANGE = 4.0  # the page's sliders span [-4, 4], as the traversal figures (docs/editing.md)
 
 
 class UploadError(ValueError):

@@ -284,7 +284,7 @@ def test_the_page_in_a_browser(runs, tmp_path):
             page.keyboard.press("End")
             page.wait_for_function("document.querySelector('#result').src !== %r" % recon)
             page.wait_for_function("!document.querySelector('#status').textContent")
-            assert page.inner_text("#slider-0 + output") == "3.0"
+            assert page.inner_text("#slider-0 + output") == "4.0"
             edited = page.get_attribute("#result", "src")
 
             # a second image, mixed: the coarse styles from A (edited), the rest from B
