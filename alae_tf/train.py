@@ -53,6 +53,13 @@ flags.DEFINE_string("sparsity", "l1", "sae: l1 (sum |h| of a linear code) or kl 
 flags.DEFINE_float("sparsity_weight", 1e-3, "sae: weight of the sparsity penalty.")
 flags.DEFINE_float("sparsity_target", 0.05, "sae --sparsity=kl: target mean activation rho.")
 flags.DEFINE_float("vae_sigma", 0.2, "vae: std of the Gaussian decoder p(x|z) (pixels in [-1, 1]).")
+flags.DEFINE_string("rnn_cell", "lstm", "rae: the encoder's and the decoder's RNN, lstm or gru.")
+flags.DEFINE_integer("rnn_units", 256, "rae: units of each RNN.")
+flags.DEFINE_list("greedy_kimg", [], "ae --ae_arch=mlp: greedy layer-wise training, thousands of images per "
+                  "encoder/decoder pair, outer pair first (a shorter list repeats its last value); the rest "
+                  "of --total_kimg fine-tunes the assembled stack end to end. Empty: end-to-end training.")
+flags.DEFINE_float("greedy_finetune_lr_mult", 0.1, "ae --greedy_kimg: the fine-tuning of the assembled stack "
+                   "runs at this multiple of --learning_rates.")
 # Baselines: GANs.
 flags.DEFINE_float("recon_vs_gan_weight", 1e-6, "vaegan: weight of the feature-space reconstruction against the "
                    "GAN term in the decoder's objective (Larsen et al.'s code: 1e-6).")
@@ -127,15 +134,29 @@ def from_flags(cls, f, **derived):
 def model_config(f, resolution: int, layer_count: int):
     """The config of --model from the flags. Derived: the resolution and layer count (from the data
     and --layer_count), the loss scaling (from the policy --mixed_precision set), ``hidden``
-    (from --ae_hidden)."""
+    (from --ae_hidden), ``greedy_kimg`` (from --greedy_kimg)."""
     import keras
 
     try:
         hidden = tuple(int(h) for h in f.ae_hidden)
     except ValueError:
         raise ValueError(f"--ae_hidden must be comma-separated integers, got {','.join(f.ae_hidden)}") from None
+    try:
+        greedy_kimg = tuple(float(k) for k in f.greedy_kimg)
+    except ValueError:
+        raise ValueError(f"--greedy_kimg must be comma-separated numbers, got {','.join(f.greedy_kimg)}") from None
     return from_flags(MODELS[f.model][1], f, resolution=resolution, layer_count=layer_count, hidden=hidden,
+                      greedy_kimg=greedy_kimg,
                       mixed_precision=precision.loss_scaling(keras.mixed_precision.global_policy().name))
+
+
+def check_greedy_budget(config, total_images: int):
+    """The greedy stages of an ``ae`` (--greedy_kimg) must fit in the training's images."""
+    greedy = getattr(config, "greedy_images", 0)
+    if greedy > total_images:
+        raise ValueError(f"--greedy_kimg: the greedy pairs take {greedy / 1000:g} kimg "
+                         f"({', '.join(f'{k:g}' for k in config.greedy_kimg)}), more than the "
+                         f"{total_images / 1000:g} kimg of training (--total_kimg / --epochs)")
 
 
 def build(argv_flags=FLAGS):
@@ -197,6 +218,7 @@ def build(argv_flags=FLAGS):
                         if progressive else 0)
     total_images = int(f.total_kimg * 1000) if f.total_kimg > 0 else int(f.epochs * info.count)
     config = model_config(f, resolution, layer_count)
+    check_greedy_budget(config, total_images)
     model_cls = MODELS[f.model][0]
     loop = from_flags(LoopConfig, f, total_images=total_images, snapshot_images=max(1, int(f.snapshot_kimg * 1000)),
                       checkpoint_images=max(1, int(f.checkpoint_kimg * 1000)), data_memory_bytes=f.data_memory_mb << 20,

@@ -6,12 +6,13 @@
 # Runs (each RUN writes OUT/RUN, OUT/RUN.train.log and OUT/RUN.eval.md):
 #   stylealae           configs/quickstart.cfg (StyleALAE, a 5-minute schedule), 5 minutes
 #   stylegan            configs/stylegan.cfg with the quickstart's schedule, 5 minutes
-#   alae_mlp ae dae sae vae vaegan dcgan   their configs, 5 minutes (past their kimg if need be)
+#   alae_mlp ae dae sae vae vaegan dcgan rae ae_greedy   their configs, 5 minutes (past their kimg if need
+#                       be; ae_greedy: its greedy pairs, then fine-tuning to the limit)
 #   stylealae_20min     configs/mnist_small.cfg, 20 minutes; also evaluated at 10 minutes
 #   stylegan_20min      configs/stylegan.cfg, 20 minutes
 set -euo pipefail
 OUT=${OUT:-runs/results}
-RUNS=${RUNS:-"stylealae stylegan alae_mlp dcgan vae vaegan ae dae sae stylealae_20min stylegan_20min"}
+RUNS=${RUNS:-"stylealae stylegan alae_mlp dcgan vae vaegan ae dae sae rae ae_greedy stylealae_20min stylegan_20min"}
 DATA=data/mnist5k/mnist5k
 METRICS=domain_fid,domain_fid_rec,class_histogram,latent_probe,recon_mse,label_preservation
 mkdir -p "$OUT"

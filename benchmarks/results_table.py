@@ -17,7 +17,7 @@ import sys
 
 from absl import app, flags
 
-EQUAL_TIME = ["stylealae", "stylegan", "alae_mlp", "dcgan", "vae", "vaegan", "ae", "dae", "sae"]
+EQUAL_TIME = ["stylealae", "stylegan", "alae_mlp", "dcgan", "vae", "vaegan", "ae", "dae", "sae", "rae", "ae_greedy"]
 BY_TIME = ["stylealae", "stylealae_10min", "stylealae_20min", "stylegan", "stylegan_20min"]
 COLUMNS = [("domain_fid", "domain FID (samples)", "{:.1f}"), ("domain_fid_rec", "domain FID (rec.)", "{:.1f}"),
            ("latent_probe/codes/1nn", "1-NN codes", "{:.3f}"), ("latent_probe/codes/svm", "SVM codes", "{:.3f}"),

@@ -23,7 +23,7 @@ RANKS = {
     # 2: networks (shared blocks in the package, one file per family)
     "alae_tf.networks": 2.0, "alae_tf.networks.mapping": 2.1, "alae_tf.networks.mlp": 2.1,
     "alae_tf.networks.style": 2.1, "alae_tf.networks.stylegan": 2.1, "alae_tf.networks.dcgan": 2.1,
-    "alae_tf.networks.vaegan": 2.1, "alae_tf.networks.autoencoders": 2.1,
+    "alae_tf.networks.vaegan": 2.1, "alae_tf.networks.autoencoders": 2.1, "alae_tf.networks.recurrent": 2.1,
     # 3: models (the base, the style models, one file per model, the name -> model mapping)
     "alae_tf.models.base": 3.0, "alae_tf.models.style": 3.1,
     "alae_tf.models.alae": 3.2, "alae_tf.models.stylegan": 3.2, "alae_tf.models.dcgan": 3.2,

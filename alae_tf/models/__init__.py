@@ -15,6 +15,7 @@ MODELS = {
     "dae": (Autoencoder, AutoencoderConfig),
     "sae": (Autoencoder, AutoencoderConfig),
     "vae": (Autoencoder, AutoencoderConfig),
+    "rae": (Autoencoder, AutoencoderConfig),
     "vaegan": (VAEGAN, VAEGANConfig),
     "dcgan": (DCGAN, DCGANConfig),
     "stylegan": (StyleGAN, StyleGANConfig),

@@ -10,6 +10,18 @@ and the VAE (Kingma & Welling 2014).
   GLOBAL batch (all-reduced across replicas).
 - ``vae``: encoder -> (mu, log sigma^2); z = mu + exp(log sigma^2 / 2) * eps; loss (negative ELBO
   up to a constant) = ||x - g(z)||^2 / (2 sigma_x^2) + KL(q(z|x) || N(0, I)) in closed form.
+- ``rae``: recurrent (sequence-to-vector and vector-to-sequence RNNs, ch. 10): the ``ae`` loss,
+  the encoder an LSTM or GRU reading the image as a sequence of rows, the decoder one that repeats
+  the code over the rows and writes them back (alae_tf.networks.recurrent, any sequences).
+
+Greedy layer-wise training (``ae`` with ``greedy_kimg``, sec. 15.1): the MLP stack trains one
+encoder/decoder pair at a time, outer first, each for its ``greedy_kimg`` thousand images: pair k's
+encoder layer and the decoder layer that mirrors it reconstruct the codes of pair k - 1 (pair 1:
+the pixels; loss: the per-unit MSE), every other layer frozen. The stack the pairs make (encoder
+layers in order, decoder layers in reverse) is the ``ae`` network itself; the rest of the run
+fine-tunes it end to end with the ``ae`` loss. Stage s < pairs is pair s + 1; stage ``pairs`` is
+the fine-tuning (alae_tf.models.base: the loop builds a step per stage and resets the optimizer
+between stages).
 
 Samples: the VAE decodes z ~ N(0, I). A deterministic autoencoder has no prior over its codes;
 it decodes ``mean + A z`` with ``A A^T = cov``, the full-covariance Gaussian of the codes of
@@ -29,8 +41,9 @@ import tensorflow as tf
 from alae_tf import losses
 from alae_tf.models.base import Model, ModelConfig, average, loss_scaled
 from alae_tf.networks.autoencoders import ConvDecoder, ConvEncoder, DenseDecoder, DenseEncoder
+from alae_tf.networks.recurrent import CELLS, RowDecoder, RowEncoder
 
-MODELS = ("ae", "dae", "sae", "vae")
+MODELS = ("ae", "dae", "sae", "vae", "rae")
 _NOISE, _EPS = range(2)  # purposes folded into the per-step seed
 
 
@@ -38,7 +51,7 @@ _NOISE, _EPS = range(2)  # purposes folded into the per-step seed
 class AutoencoderConfig(ModelConfig):
     """Architecture and objective of one autoencoder baseline."""
 
-    model: str = "ae"  # ae | dae | sae | vae
+    model: str = "ae"  # ae | dae | sae | vae | rae
     channels: int = 1
     latent_size: int = 50
     ae_arch: str = "mlp"  # mlp | conv
@@ -53,9 +66,14 @@ class AutoencoderConfig(ModelConfig):
     sparsity_target: float = 0.05
     vae_sigma: float = 0.2
     code_decay: float = 0.99
+    rnn_cell: str = "lstm"  # rae: lstm | gru
+    rnn_units: int = 256  # rae: units of the encoder's and the decoder's RNN
+    greedy_kimg: tuple[float, ...] = ()  # ae mlp: kimg per encoder/decoder pair, outer first; (): end to end
+    greedy_finetune_lr_mult: float = 0.1  # the fine-tuning after greedy pairs: learning rate x this
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
+        self.greedy_kimg = tuple(float(k) for k in self.greedy_kimg)
         if self.model not in MODELS:
             raise ValueError(f"--model must be one of {', '.join(MODELS)}, got {self.model!r}")
         if self.ae_arch not in ("mlp", "conv"):
@@ -68,7 +86,7 @@ class AutoencoderConfig(ModelConfig):
         if self.start_channels < 1 or self.max_channels < 1:
             raise ValueError(f"--start_channels and --max_channels must be positive, got "
                              f"{self.start_channels} and {self.max_channels}")
-        if self.tied_weights and (self.ae_arch != "mlp" or self.model == "vae"):
+        if self.tied_weights and (self.ae_arch != "mlp" or self.model in ("vae", "rae")):
             raise ValueError("--tied_weights needs --ae_arch=mlp and --model=ae, dae or sae")
         if self.noise not in ("gaussian", "dropout"):
             raise ValueError(f"--noise must be gaussian or dropout, got {self.noise!r}")
@@ -88,17 +106,42 @@ class AutoencoderConfig(ModelConfig):
             raise ValueError(f"code_decay must be in [0, 1), got {self.code_decay}")
         if self.jit and self.model == "sae" and self.sparsity == "kl":
             raise ValueError("--jit does not support --sparsity=kl (its batch mean is all-reduced)")
+        if self.rnn_cell not in CELLS:
+            raise ValueError(f"--rnn_cell must be one of {', '.join(CELLS)}, got {self.rnn_cell!r}")
+        if self.rnn_units < 1:
+            raise ValueError(f"--rnn_units must be positive, got {self.rnn_units}")
+        if self.greedy_kimg:
+            pairs = len(self.hidden) + 1
+            if self.model != "ae" or self.ae_arch != "mlp":
+                raise ValueError("--greedy_kimg needs --model=ae and --ae_arch=mlp")
+            if min(self.greedy_kimg) <= 0:
+                raise ValueError(f"--greedy_kimg must be positive, got {list(self.greedy_kimg)}")
+            if len(self.greedy_kimg) > pairs:
+                raise ValueError(f"--greedy_kimg has {len(self.greedy_kimg)} values but the stack has {pairs} "
+                                 f"encoder/decoder pairs (--ae_hidden and the code); give at most {pairs}")
+            if self.greedy_finetune_lr_mult <= 0:
+                raise ValueError(f"--greedy_finetune_lr_mult must be positive, got {self.greedy_finetune_lr_mult}")
+            # A shorter list repeats its last value (like --batch_sizes).
+            self.greedy_kimg += (self.greedy_kimg[-1],) * (pairs - len(self.greedy_kimg))
 
     @property
     def kl_sparsity(self) -> bool:
         return self.model == "sae" and self.sparsity == "kl"
+
+    @property
+    def greedy_images(self) -> int:
+        """Images of the greedy stages together (0: trained end to end)."""
+        return round(sum(self.greedy_kimg) * 1000)
 
 
 def make_networks(c: AutoencoderConfig, prefix: str = "") -> tuple[keras.layers.Layer, keras.layers.Layer]:
     """(encoder, decoder) of the config, built."""
     code_size = 2 * c.latent_size if c.model == "vae" else c.latent_size
     activation = "sigmoid" if c.kl_sparsity else "linear"
-    if c.ae_arch == "mlp":
+    if c.model == "rae":
+        enc = RowEncoder(c.resolution, c.channels, c.rnn_units, code_size, c.rnn_cell, name=f"{prefix}encoder")
+        dec = RowDecoder(c.resolution, c.channels, c.rnn_units, c.latent_size, c.rnn_cell, name=f"{prefix}decoder")
+    elif c.ae_arch == "mlp":
         enc = DenseEncoder(c.resolution, c.channels, c.hidden, code_size, activation, name=f"{prefix}encoder")
         dec = DenseDecoder(c.resolution, c.channels, c.hidden, c.latent_size, tied=c.tied_weights,
                            name=f"{prefix}decoder")
@@ -113,11 +156,13 @@ def make_networks(c: AutoencoderConfig, prefix: str = "") -> tuple[keras.layers.
 
 
 class Autoencoder(Model):
-    """ae / dae / sae / vae: encoder, decoder, one Adam, the step counter and the code Gaussian."""
+    """ae / dae / sae / vae / rae: encoder, decoder, one Adam, the step counter and the code
+    Gaussian; ae's greedy stages (``greedy_kimg``)."""
 
     def __init__(self, config: AutoencoderConfig, learning_rate: float = 1e-3):
         super().__init__(config)
         c = config
+        self._learning_rate = learning_rate  # the schedule's, before the fine-tuning multiplier
         self.E, self.D = make_networks(c)
         # Exponential moving averages of the codes' mean and second moment, and of 1 (the bias
         # correction): mean = code_sum / code_weight, E[h h^T] = code_moment / code_weight.
@@ -151,6 +196,66 @@ class Autoencoder(Model):
         u = self._replica_slice(tf.random.stateless_uniform(shape, self._seed(_NOISE)), global_batch)
         keep = tf.cast(u >= c.noise_level, images.dtype)
         return images * keep / (1.0 - c.noise_level)
+
+    # ----------------------------------------------------------------------------- greedy stages
+    def stage_names(self) -> list[str]:
+        pairs = len(self.config.greedy_kimg)
+        if not pairs:
+            return [""]
+        return [f"greedy pair {k}" for k in range(1, pairs + 1)] + ["fine-tune"]
+
+    def stage_at(self, images_seen: int) -> int:
+        end = 0.0
+        for pair, kimg in enumerate(self.config.greedy_kimg):
+            end += kimg * 1000
+            if images_seen < round(end):
+                return pair
+        return len(self.config.greedy_kimg)
+
+    def set_stage(self, stage: int):
+        super().set_stage(stage)
+        self.set_learning_rate(self._learning_rate)
+
+    def set_learning_rate(self, lr: float):
+        """The schedule's rate; the fine-tuning after greedy pairs runs at ``greedy_finetune_lr_mult``
+        times it (a fresh Adam's first steps move every weight by about the rate at once, which
+        at the full rate undid the assembled stack: MSE 0.12 -> 13 in one step)."""
+        self._learning_rate = lr
+        fine_tuning = self.config.greedy_kimg and self.greedy_pair is None
+        super().set_learning_rate(lr * (self.config.greedy_finetune_lr_mult if fine_tuning else 1.0))
+
+    @property
+    def greedy_pair(self) -> int | None:
+        """The pair (0: outer) the current stage trains; None when the whole stack trains."""
+        return self.stage if self.stage < len(self.config.greedy_kimg) else None
+
+    def stage_variables(self) -> list[tf.Variable]:
+        """What the current stage trains: one pair (its encoder layer, the decoder layer that mirrors
+        it), or everything."""
+        pair = self.greedy_pair
+        if pair is None:
+            return self.trainable_variables
+        return self.E.layer_variables(pair) + self.D.layer_variables(len(self.config.hidden) - pair)
+
+    def _pair_grads(self, reals, global_batch: int, pair: int):
+        """Greedy stage of ``pair``: its two layers reconstruct the frozen codes below it."""
+        c = self.config
+        variables = self.stage_variables()
+        x = self.E.flatten(tf.cast(reals, tf.float32))
+        for i in range(pair):
+            x = self.E.layer(i, x)
+        x = tf.stop_gradient(x)
+        target = tf.cast(x, tf.float32)
+        kernel = self.E.kernels()[pair] if c.tied_weights else None
+        with tf.GradientTape() as tape:
+            codes = self.E.layer(pair, x)
+            out = tf.cast(self.D.layer(len(c.hidden) - pair, codes, kernel=kernel), tf.float32)
+            loss = average(tf.reduce_mean(tf.square(out - target), axis=1), global_batch)
+            scaled = self.opt.scale_loss(loss) if c.mixed_precision else loss
+        grads = tape.gradient(scaled, variables)
+        terms = {"loss": loss, f"recon_pair{pair + 1}": loss}
+        # The innermost pair's codes are the stack's codes: the code Gaussian starts fitting here.
+        return terms, grads, (tf.cast(codes, tf.float32) if pair == len(c.hidden) else None)
 
     # ----------------------------------------------------------------------------- networks
     def _decode(self, codes):
@@ -220,9 +325,14 @@ class Autoencoder(Model):
         self.code_weight.assign(self.code_weight * d + (1.0 - d))
 
     def replica_step(self, reals, alpha, lod: int, global_batch: int) -> dict:
-        """One Adam step on this replica's reals (alpha and lod unused: one resolution)."""
-        terms, grads, codes = self._compiled(self._grads, global_batch=global_batch)(reals)
-        self.opt.apply_gradients(zip(grads, self.trainable_variables))
+        """One Adam step on this replica's reals (alpha and lod unused: one resolution) for the
+        variables of the current stage (a greedy pair, or all)."""
+        pair = self.greedy_pair
+        if pair is None:
+            terms, grads, codes = self._compiled(self._grads, global_batch=global_batch)(reals)
+        else:
+            terms, grads, codes = self._compiled(self._pair_grads, global_batch=global_batch, pair=pair)(reals)
+        self.opt.apply_gradients(zip(grads, self.stage_variables()))
         if codes is not None:
             self.update_code_stats(codes)
         return terms

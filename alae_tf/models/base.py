@@ -9,6 +9,8 @@ The training loop (alae_tf.training.loop) drives a model only through ``Model``'
   set_learning_rate(lr), reset_optimizers()
   summary_images(z, reals, lod, alpha) -> dict            NHWC batches in [-1, 1] for the grids
   resolution(lod), config.latent_size, config.top_lod, step
+  stage_names(), stage_at(images_seen), set_stage(stage)   training in stages (greedy layer-wise);
+                                                          one stage unless a model overrides them
 Inference: generate(z, ...), encode(images, ...), decode(codes, ...), reconstruct(images, ...).
 """
 from __future__ import annotations
@@ -146,6 +148,27 @@ class Model:
             for v in opt.variables:
                 if id(v) not in keep:
                     v.assign(tf.zeros_like(v))
+
+    # ----------------------------------------------------------------------------- stages
+    # A model that trains in stages (greedy layer-wise training: each stage trains other variables)
+    # names them in order; the loop asks stage_at(images seen) before every step and, when the
+    # stage changes, calls set_stage(stage) before it builds that stage's step function (it keeps
+    # one per (lod, batch, stage), so replica_step may read self.stage as a constant), resets the
+    # optimizers, records the stage in the checkpoint and shows it in progress lines and TensorBoard.
+    stage = 0
+
+    def stage_names(self) -> list[str]:
+        """The names of the training stages, in order (one unnamed stage by default)."""
+        return [""]
+
+    def stage_at(self, images_seen: int) -> int:
+        """The stage that trains the step starting at ``images_seen``."""
+        return 0
+
+    def set_stage(self, stage: int):
+        if not 0 <= stage < len(self.stage_names()):
+            raise ValueError(f"stage {stage} is outside [0, {len(self.stage_names()) - 1}]")
+        self.stage = stage
 
     def resolution(self, lod: int) -> int:
         """Image size at ``lod``."""

@@ -59,6 +59,17 @@ class DenseEncoder(keras.layers.Layer):
         """The kernels image -> code, in order (a tied decoder uses them transposed)."""
         return [layer.kernel for layer in self.dense]
 
+    # One layer at a time, for greedy layer-wise training (layer 0 reads the flattened pixels).
+    def flatten(self, images):
+        return tf.reshape(images, [-1, self.resolution * self.resolution * self.channels])
+
+    def layer(self, index: int, x):
+        """Layer ``index`` (0: pixels -> first hidden) on flat inputs."""
+        return self.dense[index](x)
+
+    def layer_variables(self, index: int) -> list:
+        return list(self.dense[index].trainable_variables)
+
     def get_config(self):
         return {**super().get_config(), "resolution": self.resolution, "channels": self.channels,
                 "hidden": list(self.hidden), "code_size": self.code_size,
@@ -107,6 +118,22 @@ class DenseDecoder(keras.layers.Layer):
             for layer in self.dense:
                 x = layer(x)
         return tf.reshape(x, [-1, self.resolution, self.resolution, self.channels])
+
+    # One layer at a time, for greedy layer-wise training. Layer ``index`` counts from the code:
+    # 0 maps the code to the last hidden layer, len(hidden) the first hidden layer to the pixels
+    # (flat, linear); every other layer has a ReLU.
+    def layer(self, index: int, x, kernel=None):
+        """Layer ``index`` on flat inputs; a tied decoder takes the encoder's kernel of the pair."""
+        if self.tied:
+            if kernel is None:
+                raise ValueError("a tied decoder layer needs the encoder's kernel of its pair")
+            x = tf.matmul(x, tf.cast(kernel, x.dtype), transpose_b=True) + tf.cast(self.biases[index], x.dtype)
+            return tf.nn.relu(x) if index < len(self.hidden) else x
+        return self.dense[index](x)
+
+    def layer_variables(self, index: int) -> list:
+        """The variables layer ``index`` owns (a tied layer: its bias only)."""
+        return [self.biases[index]] if self.tied else list(self.dense[index].trainable_variables)
 
     def get_config(self):
         return {**super().get_config(), "resolution": self.resolution, "channels": self.channels,

@@ -105,6 +105,12 @@ class Trainer:
         with strategy.scope():
             self.model = model_fn()
             progress = progress_variables()
+            # A model that trains in stages: the stage the optimizer state belongs to (a resume in
+            # another stage resets it). Only such a model's checkpoints hold it.
+            self.stages = self.model.stage_names()
+            if len(self.stages) > 1:
+                progress["stage"] = tf.Variable(-1, dtype=tf.int64, trainable=False, name="stage")
+        self.state_stage = progress.get("stage")
         self.images_seen, self.state_lod = progress["images_seen"], progress["lod"]
         self.data_start, self.lr_scale, self.rollbacks = (
             progress["data_start"], progress["lr_scale"], progress["rollbacks"])
@@ -153,7 +159,7 @@ class Trainer:
         return to_float(next(iter(ds)))
 
     def _step_fn(self, lod: int, global_batch: int):
-        key = (lod, global_batch)
+        key = (lod, global_batch, self.model.stage)  # the model's stage is fixed when a step traces
         if key not in self._steps:
             model, strategy, stop_request = self.model, self.strategy, self._stop_request
 
@@ -215,7 +221,7 @@ class Trainer:
         if not restored and cfg.nan_policy == "rollback":
             self.checkpointer.save(0)  # something to roll back to
         alpha_var = tf.Variable(1.0, trainable=False, name="alpha")
-        lod, iterator, step, fixed_reals = None, None, None, None
+        lod, stage, batch, iterator, step, fixed_reals = None, None, None, None, None, None
         terms: dict = {}
         next_snapshot = (seen // cfg.snapshot_images + 1) * cfg.snapshot_images
         next_checkpoint = (seen // cfg.checkpoint_images + 1) * cfg.checkpoint_images
@@ -225,6 +231,12 @@ class Trainer:
         steps = 0
         while seen < cfg.total_images:
             phase = schedule.phase(seen)
+            new_stage = self.model.stage_at(seen)
+            if new_stage != stage:
+                self._begin_stage(new_stage, seen)
+                if lod is not None and phase.lod == lod:
+                    step = self._step_fn(lod, batch)
+                stage = new_stage
             if phase.lod != lod:
                 lod, batch = phase.lod, phase.batch_size
                 if int(self.state_lod.numpy()) != lod:
@@ -270,7 +282,7 @@ class Trainer:
             if bad:
                 where = f"step {int(self.model.step.numpy())} ({seen} images, LOD {lod})"  # the bad one included
                 if cfg.nan_policy == "rollback" and self._rollback(where, bad):
-                    seen, lod = int(self.images_seen.numpy()), None
+                    seen, lod, stage = int(self.images_seen.numpy()), None, None
                     next_snapshot = (seen // cfg.snapshot_images + 1) * cfg.snapshot_images
                     next_checkpoint = (seen // cfg.checkpoint_images + 1) * cfg.checkpoint_images
                     continue
@@ -286,9 +298,11 @@ class Trainer:
                 self._interrupt(seen)
             last = seen >= cfg.total_images or stop[1] > 0
             if steps % cfg.summary_steps == 0 or last:
+                extra = {"stage": stage + 1} if self.state_stage is not None else {}
                 self.summaries.scalars(
                     dict(values, lod=lod, alpha=phase.alpha, learning_rate=phase.learning_rate * float(self.lr_scale.numpy()),
-                         images_per_second=rate, kimg=seen / 1000, skipped_records=self.skipped_records), seen)
+                         images_per_second=rate, kimg=seen / 1000, skipped_records=self.skipped_records,
+                         **extra), seen)
             now = time.time()
             if now - last_log >= cfg.log_seconds or last:
                 rate = (seen - seen_at_rate) / max(now - t_rate, 1e-9)
@@ -297,6 +311,8 @@ class Trainer:
                 if cfg.time_limit_seconds > 0:
                     eta = max(0.0, min(eta, cfg.time_limit_seconds - (now - t_start)))
                 losses = " ".join(f"{k} {v:.4f}" for k, v in sorted(values.items()))
+                if self.state_stage is not None:
+                    losses = f"stage {stage + 1}/{len(self.stages)} ({self.stages[stage]}) {losses}"
                 logging.info("kimg %.1f/%.1f lod %d alpha %.3f %s | %.1f img/s ETA %s", seen / 1000,
                              cfg.total_images / 1000, lod, phase.alpha, losses, rate, _hms(eta))
             if seen >= next_snapshot or last:
@@ -315,6 +331,19 @@ class Trainer:
         self.summaries.flush()
         self.checkpointer.close()
         return {k: float(v) for k, v in terms.items()}
+
+    def _begin_stage(self, stage: int, seen: int):
+        """Tells the model its stage; a stage other than the optimizer state's resets that state."""
+        self.model.set_stage(stage)
+        if self.state_stage is None:
+            return
+        held = int(self.state_stage.numpy())
+        if held != stage:
+            if held >= 0:
+                logging.info("stage %d -> %d: resetting optimizer state", held + 1, stage + 1)
+            self.model.reset_optimizers()
+            self.state_stage.assign(stage)
+        logging.info("stage %d/%d (%s) at %.1f kimg", stage + 1, len(self.stages), self.stages[stage], seen / 1000)
 
     def _interrupt(self, seen: int):
         path = self.checkpointer.save(seen)
