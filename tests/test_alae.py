@@ -210,22 +210,24 @@ def test_bfloat16_step_updates_every_step_and_tracks_float32():
     """--mixed_precision on a CPU with bfloat16 instructions: no loss scaling, every step
     updates, variables stay float32, and the networks agree with float32 ones holding the
     same weights to bfloat16's precision."""
+    keras.utils.set_random_seed(0)
     reference = ALAE(ALAEConfig(**TINY_STYLE))
     keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     try:
         m = ALAE(ALAEConfig(**TINY_STYLE))
         for a, b in zip(m.nets.variables, reference.nets.variables):
             a.assign(b)
-        images = tf.random.uniform([4, 16, 16, 1], -1, 1, seed=1)
+        images = tf.random.stateless_uniform([4, 16, 16, 1], [0, 1], -1, 1)
         w16, w32 = m.nets.E(images, lod=2), reference.nets.E(images, lod=2)
         assert w16.dtype == tf.bfloat16
-        err = np.abs(w16.numpy().astype(np.float32) - w32.numpy())
-        assert err.max() < 0.05 * np.abs(w32.numpy()).max()
         x16 = m.nets.G(tf.cast(w32[:, None, :], tf.bfloat16) * tf.ones([1, 6, 1], tf.bfloat16),
                        lod=2, noise=False)
         x32 = reference.nets.G(w32[:, None, :] * tf.ones([1, 6, 1]), lod=2, noise=False)
-        err = np.abs(x16.numpy().astype(np.float32) - x32.numpy())
-        assert err.max() < 0.05 * np.abs(x32.numpy()).max()
+        # Relative RMS error: bfloat16 rounds to 2**-8 relative per op, and over seeds 0-11 these
+        # networks stayed within 0.009 (E) and 0.025 (G); a wrong layer gives errors of order 1.
+        for low, full in ((w16, w32), (x16, x32)):
+            low, full = low.numpy().astype(np.float32), full.numpy()
+            assert np.sqrt(np.mean((low - full) ** 2) / np.mean(full ** 2)) < 0.05
         strategy = tf.distribute.get_strategy()
         step = tf.function(lambda: strategy.run(
             lambda: m.replica_step(images, tf.constant(0.5), lod=2, global_batch=4)))
